@@ -1,0 +1,31 @@
+"""attnlib: the small library behind *Attention, Questioned*.
+
+One idea per module:
+
+- :mod:`attnlib.attention`  scaled dot-product attention with pluggable normalisers
+- :mod:`attnlib.mha`        MultiHeadAttention with explicit W_Q, W_K, W_V, W_O
+- :mod:`attnlib.block`      TransformerBlock: pre-LN / post-LN / no norm and other switches
+- :mod:`attnlib.pooling`    cls / mean / max / attention / last / rnn pooling
+- :mod:`attnlib.models`     small sequence and token classifiers
+- :mod:`attnlib.tasks`      deterministic synthetic tasks and the digits data set
+- :mod:`attnlib.training`   one training loop (all seeds at once) and a grid runner
+- :mod:`attnlib.stats`      means, confidence intervals and effect sizes over seeds
+- :mod:`attnlib.plotting`   the house style
+- :mod:`attnlib.widgets`    explorers that work on the static site
+- :mod:`attnlib.checks`     exercise checkers
+- :mod:`attnlib.config`     ATTNLIB_SEED and ATTNLIB_SCALE
+"""
+from .attention import NORMALISERS, attention
+from .block import MLP, TransformerBlock
+from .config import base_seed, by_scale, scale, seeds
+from .mha import MultiHeadAttention, merge_heads, split_heads
+from .models import Encoder, SequenceClassifier, TokenClassifier, count_parameters
+from .pooling import POOLINGS
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "NORMALISERS", "POOLINGS", "attention", "MultiHeadAttention", "split_heads", "merge_heads",
+    "MLP", "TransformerBlock", "Encoder", "SequenceClassifier", "TokenClassifier",
+    "count_parameters", "base_seed", "by_scale", "scale", "seeds",
+]

@@ -1,0 +1,176 @@
+"""One training loop, and a runner over configurations x seeds.
+
+Tiny models on one CPU core spend most of their time in per-operation overhead,
+so :func:`train` trains one copy of the model *per seed at once*: the seeds'
+parameters are stacked (``torch.func.stack_module_state``) and the loss is
+computed for all of them with ``torch.func.vmap``. Adam's update is
+element-wise and the per-seed losses are summed, so every seed follows exactly
+the path it would follow alone; only the wall time is shared.
+
+Each seed gets its own initialisation (``torch.manual_seed(seed)`` before the
+model is built) and its own order of mini-batches.
+"""
+import copy
+import math
+from typing import Callable, NamedTuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.func import functional_call, stack_module_state, vmap
+from tqdm.auto import tqdm
+
+from .tasks import IGNORE
+
+
+class History(NamedTuple):
+    step: np.ndarray  # (T,) the steps at which the loss was logged
+    loss: np.ndarray  # (num_seeds, T) training loss per seed, averaged since the last log
+    lr: np.ndarray  # (T,) learning rate at those steps
+
+
+def loss_fn(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy for ``(batch, C)`` or ``(batch, n, C)`` logits; labels ``IGNORE`` skipped."""
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1), ignore_index=IGNORE)
+
+
+def lr_at(step: int, steps: int, lr: float, warmup_steps: int, schedule: str) -> float:
+    """Linear warm-up over ``warmup_steps``, then constant or cosine decay to 10 %."""
+    if warmup_steps and step < warmup_steps:
+        return lr * (step + 1) / warmup_steps
+    if schedule == "constant":
+        return lr
+    progress = (step - warmup_steps) / max(1, steps - warmup_steps)
+    return lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def train(build: Callable[[], torch.nn.Module], data, *, seeds, steps, lr=1e-3, batch_size=64,
+          weight_decay=0.0, warmup_steps=0, schedule="cosine", clip_norm=None, log_every=None,
+          progress=True, desc=None):
+    """Train one model per seed, all seeds at once.
+
+    Args:
+        build: builds a fresh model; called once per seed after ``torch.manual_seed(seed)``.
+        data: ``(X, y)`` shared by all seeds, or a function ``seed -> (X, y)``
+            giving each seed its own training set. ``X`` is ``(N, ...)``, ``y``
+            is ``(N,)`` or ``(N, n)`` with ``IGNORE`` for unlabelled positions.
+        seeds: list of integer seeds.
+        steps, lr, batch_size, weight_decay: the usual (AdamW).
+        warmup_steps, schedule: see :func:`lr_at` (``"cosine"`` or ``"constant"``).
+        clip_norm: clip each seed's gradient norm to this value (None: no clipping).
+        log_every: log the loss every this many steps (default: about 50 points).
+        progress: show a ``tqdm.auto`` progress bar.
+
+    Returns:
+        ``(models, history)``: the trained models, one per seed, and a :class:`History`.
+    """
+    seeds = [int(s) for s in seeds]
+    if not seeds:
+        raise ValueError("seeds must not be empty")
+    if schedule not in ("cosine", "constant"):
+        raise ValueError(f"schedule must be 'cosine' or 'constant', got {schedule!r}")
+    log_every = log_every or max(1, steps // 50)
+
+    models = []
+    for s in seeds:
+        torch.manual_seed(s)
+        models.append(build())
+    sets = [data(s) for s in seeds] if callable(data) else [data] * len(seeds)
+    for X, y in sets:
+        if len(X) != len(y):
+            raise ValueError(f"X and y must have the same number of examples, got {len(X)} and {len(y)}")
+    gens = [torch.Generator().manual_seed(s + 1_000_003) for s in seeds]
+
+    params, buffers = stack_module_state(models)  # each tensor: (num_seeds, ...)
+    base = copy.deepcopy(models[0]).to("meta")
+
+    def one_loss(p, b, xb, yb):
+        return loss_fn(functional_call(base, (p, b), (xb,)), yb)
+
+    batched_loss = vmap(one_loss)
+    opt = torch.optim.AdamW(params.values(), lr=lr, weight_decay=weight_decay)
+
+    logged_steps, logged_loss, logged_lr = [], [], []
+    running = torch.zeros(len(seeds))
+    bar = tqdm(range(steps), desc=desc, disable=not progress, mininterval=1.0)
+    for step in bar:
+        rate = lr_at(step, steps, lr, warmup_steps, schedule)
+        for group in opt.param_groups:
+            group["lr"] = rate
+        idx = [torch.randint(0, len(X), (batch_size,), generator=g) for g, (X, _) in zip(gens, sets)]
+        xb = torch.stack([X[i] for i, (X, _) in zip(idx, sets)])  # (num_seeds, batch, ...)
+        yb = torch.stack([y[i] for i, (_, y) in zip(idx, sets)])
+        losses = batched_loss(params, buffers, xb, yb)  # (num_seeds,)
+        opt.zero_grad(set_to_none=True)
+        losses.sum().backward()
+        if clip_norm is not None:
+            _clip_per_seed(params.values(), clip_norm)
+        opt.step()
+        running += losses.detach()
+        if (step + 1) % log_every == 0 or step + 1 == steps:
+            n = (step % log_every) + 1
+            logged_steps.append(step + 1)
+            logged_loss.append((running / n).numpy().copy())
+            logged_lr.append(rate)
+            running.zero_()
+
+    trained = []
+    for i, model in enumerate(models):
+        state = {k: v[i].detach().clone() for k, v in {**params, **buffers}.items()}
+        model.load_state_dict(state)
+        model.eval()
+        trained.append(model)
+    history = History(np.array(logged_steps), np.stack(logged_loss, axis=1), np.array(logged_lr))
+    return trained, history
+
+
+def _clip_per_seed(tensors, max_norm):
+    tensors = [t for t in tensors if t.grad is not None]
+    sq = sum(t.grad.pow(2).reshape(t.shape[0], -1).sum(1) for t in tensors)  # (num_seeds,)
+    factor = (max_norm / (sq.sqrt() + 1e-6)).clamp(max=1.0)
+    for t in tensors:
+        t.grad.mul_(factor.view(-1, *([1] * (t.dim() - 1))))
+
+
+@torch.no_grad()
+def accuracy(model: torch.nn.Module, X: torch.Tensor, y: torch.Tensor, batch_size: int = 1024) -> float:
+    """Fraction of labelled positions (``y != IGNORE``) where the argmax logit is the label."""
+    model.eval()
+    correct, total = 0, 0
+    for start in range(0, len(X), batch_size):
+        pred = model(X[start:start + batch_size]).argmax(-1)
+        yb = y[start:start + batch_size]
+        keep = yb != IGNORE
+        correct += (pred[keep] == yb[keep]).sum().item()
+        total += keep.sum().item()
+    return correct / max(total, 1)
+
+
+def run_grid(configs: dict, build: Callable[..., torch.nn.Module], data, evaluate: Callable, *,
+             seeds, progress=True, **train_kwargs) -> list:
+    """Train every configuration on every seed; return a tidy table (a list of rows).
+
+    Args:
+        configs: ``{name: kwargs}``; ``build(**kwargs)`` makes one model.
+            ``kwargs`` may hold a nested ``"train"`` dict that overrides
+            ``train_kwargs`` for that configuration (e.g. its own ``lr``).
+        build: model factory.
+        data: as in :func:`train`.
+        evaluate: ``(model, seed) -> dict`` of metrics for one trained model.
+        seeds: list of seeds, used for every configuration.
+
+    Returns:
+        One dict per (configuration, seed): ``{"config": name, "seed": s,
+        "final_loss": ..., **metrics}``.
+    """
+    rows = []
+    bar = tqdm(total=len(configs), desc="configurations", disable=not progress)
+    for name, kwargs in configs.items():
+        kwargs = dict(kwargs)
+        tk = {**train_kwargs, **kwargs.pop("train", {})}
+        models, hist = train(lambda: build(**kwargs), data, seeds=seeds, progress=False, **tk)
+        for i, (s, m) in enumerate(zip(seeds, models)):
+            rows.append({"config": name, "seed": s, "final_loss": float(hist.loss[i, -1]), **evaluate(m, s)})
+        bar.update(1)
+    bar.close()
+    return rows
