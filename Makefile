@@ -28,9 +28,10 @@ setup: $(VENV)/.installed
 book: setup
 	$(BIN)/jupyter-book build . -W -n --keep-going
 
+# The site is built first (warnings are errors), so that the browser tests can check it.
 test: setup
-	$(BIN)/python -m pytest tests chapters --nbval --nbval-sanitize-with tests/sanitize.cfg -q
 	$(BIN)/jupyter-book build . -W -n --keep-going
+	$(BIN)/python -m pytest tests chapters --nbval --nbval-sanitize-with tests/sanitize.cfg
 
 test-lib: setup
 	$(BIN)/python -m pytest tests -q
