@@ -11,7 +11,7 @@ TORCH       ?= torch==2.13.0
 TORCH_INDEX ?=
 export OMP_NUM_THREADS ?= 1
 
-.PHONY: setup book test test-lib test-notebooks build-check benchmark execute clean
+.PHONY: setup book test test-lib test-notebooks benchmark execute student clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,10 @@ test-notebooks: setup
 # changing a notebook or attnlib, then commit the notebooks).
 execute: setup
 	for nb in chapters/*.ipynb; do $(BIN)/jupyter execute --inplace "$$nb" || exit 1; done
+
+# The student edition of every chapter (solutions removed) into student/
+student: setup
+	$(BIN)/python scripts/student_edition.py chapters student
 
 benchmark: setup
 	$(BIN)/python benchmarks/run.py
