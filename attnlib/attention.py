@@ -24,11 +24,29 @@ added to the scores (``-inf`` blocks). A query that may attend to no key at all
 gets weights of zero and an output of zero, never NaN.
 """
 import math
+from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
 
 NORMALISERS = ("softmax", "relu", "relu_plain", "sigmoid", "linear")
+
+# Whether the softmax path may hand its work to PyTorch's fused kernel
+# (F.scaled_dot_product_attention) when nothing but the output is asked for.
+# attnlib.training turns it off while it trains seeds under torch.func.vmap,
+# where the fused kernel has no batching rule and falls back slowly.
+USE_FUSED_KERNEL = True
+
+
+@contextmanager
+def explicit_softmax():
+    """Within this block, softmax attention always runs the explicit matmul-softmax code."""
+    global USE_FUSED_KERNEL
+    before, USE_FUSED_KERNEL = USE_FUSED_KERNEL, False
+    try:
+        yield
+    finally:
+        USE_FUSED_KERNEL = before
 
 
 def elu_feature_map(x: torch.Tensor) -> torch.Tensor:
@@ -131,6 +149,9 @@ def attention(q, k, v, mask=None, *, normaliser="softmax", causal=False, scale=N
 
     if scale is None:
         scale = 1.0 / math.sqrt(d_k)
+    if normaliser == "softmax" and mask is None and not return_weights and USE_FUSED_KERNEL:
+        # Exactly the computation below, done by PyTorch's fused kernel (faster, less memory).
+        return F.scaled_dot_product_attention(q, k, v, is_causal=causal, scale=scale)
     scores = (q @ k.transpose(-2, -1)) * scale  # (..., n_q, n_k)
     if bias is not None:
         scores = scores + bias

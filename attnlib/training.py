@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch.func import functional_call, stack_module_state, vmap
 from tqdm.auto import tqdm
 
+from .attention import explicit_softmax
 from .tasks import IGNORE
 
 
@@ -90,6 +91,22 @@ def train(build: Callable[[], torch.nn.Module], data, *, seeds, steps, lr=1e-3, 
     batched_loss = vmap(one_loss)
     opt = torch.optim.AdamW(params.values(), lr=lr, weight_decay=weight_decay)
 
+    with explicit_softmax():  # the fused kernel has no vmap batching rule: it would fall back slowly
+        history = _loop(params, buffers, batched_loss, opt, sets, gens, seeds, steps, lr, batch_size,
+                        warmup_steps, schedule, clip_norm, log_every, progress, desc)
+
+    trained = []
+    for i, model in enumerate(models):
+        state = {k: v[i].detach().clone() for k, v in {**params, **buffers}.items()}
+        model.load_state_dict(state)
+        model.eval()
+        trained.append(model)
+    return trained, history
+
+
+def _loop(params, buffers, batched_loss, opt, sets, gens, seeds, steps, lr, batch_size,
+          warmup_steps, schedule, clip_norm, log_every, progress, desc):
+    """The optimisation loop of :func:`train`; returns its History."""
     logged_steps, logged_loss, logged_lr = [], [], []
     running = torch.zeros(len(seeds))
     bar = tqdm(range(steps), desc=desc, disable=not progress, mininterval=1.0)
@@ -113,15 +130,7 @@ def train(build: Callable[[], torch.nn.Module], data, *, seeds, steps, lr=1e-3, 
             logged_loss.append((running / n).numpy().copy())
             logged_lr.append(rate)
             running.zero_()
-
-    trained = []
-    for i, model in enumerate(models):
-        state = {k: v[i].detach().clone() for k, v in {**params, **buffers}.items()}
-        model.load_state_dict(state)
-        model.eval()
-        trained.append(model)
-    history = History(np.array(logged_steps), np.stack(logged_loss, axis=1), np.array(logged_lr))
-    return trained, history
+    return History(np.array(logged_steps), np.stack(logged_loss, axis=1), np.array(logged_lr))
 
 
 def _clip_per_seed(tensors, max_norm):

@@ -1,11 +1,13 @@
 """attnlib.attention: equal to PyTorch where they overlap; each normaliser as specified."""
 import math
+import sys
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from attnlib.attention import NORMALISERS, attention, elu_feature_map, linear_attention_weights
+import attnlib.attention  # noqa: F401  (the module; attnlib.attention is also the function's name)
+from attnlib.attention import NORMALISERS, attention, elu_feature_map, explicit_softmax, linear_attention_weights
 
 
 def rand(*shape, dtype=torch.float64, seed=0):
@@ -13,16 +15,23 @@ def rand(*shape, dtype=torch.float64, seed=0):
     return torch.randn(*shape, generator=g, dtype=dtype)
 
 
+@pytest.fixture(params=[False, True], ids=["explicit", "fused"])
+def fused(request, monkeypatch):
+    """Run a test with attnlib's explicit softmax path and with the fused-kernel shortcut."""
+    monkeypatch.setattr(sys.modules["attnlib.attention"], "USE_FUSED_KERNEL", request.param)
+    return request.param
+
+
 @pytest.mark.parametrize("shape", [(1, 4, 4, 8), (3, 2, 5, 7), (2, 1, 9, 3)])
 @pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-10), (torch.float32, 1e-5)])
-def test_softmax_equals_sdpa(shape, dtype, tol):
+def test_softmax_equals_sdpa(shape, dtype, tol, fused):
     b, h, n_q, d = shape
     q, k, v = rand(b, h, n_q, d, dtype=dtype, seed=1), rand(b, h, 6, d, dtype=dtype, seed=2), rand(b, h, 6, 5, dtype=dtype, seed=3)
     assert (attention(q, k, v) - F.scaled_dot_product_attention(q, k, v)).abs().max() <= tol
 
 
 @pytest.mark.parametrize("mask_kind", ["bool", "float", "causal"])
-def test_softmax_masks_equal_sdpa(mask_kind):
+def test_softmax_masks_equal_sdpa(mask_kind, fused):
     q, k, v = rand(2, 3, 6, 4, seed=1), rand(2, 3, 6, 4, seed=2), rand(2, 3, 6, 4, seed=3)
     g = torch.Generator().manual_seed(4)
     if mask_kind == "causal":
@@ -60,7 +69,7 @@ def test_fully_masked_row_has_finite_gradients():
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_huge_logits_stay_finite(dtype):
+def test_huge_logits_stay_finite(dtype, fused):
     q = torch.full((1, 4, 8), 100.0, dtype=dtype)
     k = torch.full((1, 6, 8), 100.0, dtype=dtype)  # scores = 1e4 * 8 / sqrt(8)
     k[0, 0] = -100.0
@@ -157,3 +166,11 @@ def test_unknown_normaliser():
     q = torch.zeros(1, 2, 2)
     with pytest.raises(ValueError, match="normaliser must be one of"):
         attention(q, q, q, normaliser="tanh")
+
+
+def test_explicit_path_is_what_runs_without_the_shortcut():
+    """The fused shortcut must be a pure speed-up: explicit and fused agree, causal too."""
+    q, k, v = rand(2, 2, 5, 4, seed=1), rand(2, 2, 5, 4, seed=2), rand(2, 2, 5, 3, seed=3)
+    with explicit_softmax():
+        explicit = attention(q, k, v, causal=True)
+    assert (attention(q, k, v, causal=True) - explicit).abs().max() <= 1e-12

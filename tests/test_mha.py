@@ -25,7 +25,7 @@ def rows_with_a_key(out, mask_blocks_all):
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("batch,n_q,n_k", [(1, 1, 1), (2, 5, 5), (3, 4, 9), (4, 11, 3)])
 @pytest.mark.parametrize("num_heads", [1, 2, 4, 8, 16])
-def test_matches_torch(dtype, batch, n_q, n_k, num_heads):
+def test_matches_torch(dtype, batch, n_q, n_k, num_heads, monkeypatch):
     d_model = 32
     ref = torch_mha(d_model, num_heads, dtype, seed=num_heads)
     ours = MultiHeadAttention.from_torch(ref)
@@ -33,8 +33,9 @@ def test_matches_torch(dtype, batch, n_q, n_k, num_heads):
     q = torch.randn(batch, n_q, d_model, generator=g).to(dtype)
     kv = torch.randn(batch, n_k, d_model, generator=g).to(dtype)
     expected, w_ref = ref(q, kv, kv, need_weights=True, average_attn_weights=False)
-    out, w = ours(q, kv, kv, return_weights=True)
+    out, w = ours(q, kv, kv, return_weights=True)  # explicit path (weights asked for)
     assert (out - expected).abs().max() <= TOL[dtype]
+    assert (ours(q, kv, kv) - expected).abs().max() <= TOL[dtype]  # fused shortcut
     assert (w - w_ref).abs().max() <= TOL[dtype]
     if n_q == n_k:  # self-attention through the defaults key=value=query
         assert (ours(q) - ref(q, q, q, need_weights=False)[0]).abs().max() <= TOL[dtype]

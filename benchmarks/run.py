@@ -1,0 +1,139 @@
+"""The course's benchmark: prints one table, in one run.
+
+1. attnlib MultiHeadAttention forward+backward against torch.nn.MultiheadAttention
+   (batch 8, n 256, d_model 256, 8 heads, float32, CPU), as a ratio. Goal: <= 1.15.
+2. Softmax against linear attention, forward time for n = 256 .. 8192 at d_k 64,
+   with the measured crossover.
+3. Each notebook's wall time and peak memory, run from a fresh kernel on one
+   thread (OMP_NUM_THREADS=1). Budget: 60 s and 1 GB each.
+
+Usage:  python benchmarks/run.py [--skip-notebooks] [--threads N]
+Timings are medians over interleaved repeats, so that load on the machine
+hits both sides of a comparison alike.
+"""
+import argparse
+import glob
+import os
+import platform
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import torch
+
+from attnlib import MultiHeadAttention, attention
+
+
+def median_time(fn, repeats):
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def interleaved(fns, repeats, warmup=2):
+    """Median seconds of each function, alternating between them each round."""
+    for fn in fns:
+        for _ in range(warmup):
+            fn()
+    times = [[] for _ in fns]
+    for _ in range(repeats):
+        for i, fn in enumerate(fns):
+            t = time.perf_counter()
+            fn()
+            times[i].append(time.perf_counter() - t)
+    return [statistics.median(t) for t in times]
+
+
+def mha_ratio(repeats):
+    torch.manual_seed(0)
+    ref = torch.nn.MultiheadAttention(256, 8, batch_first=True)
+    ours = MultiHeadAttention.from_torch(ref)
+    x = torch.randn(8, 256, 256)
+
+    def step_ref():
+        ref.zero_grad(set_to_none=True)
+        ref(x, x, x, need_weights=False)[0].sum().backward()
+
+    def step_ours():
+        ours.zero_grad(set_to_none=True)
+        ours(x).sum().backward()
+
+    t_ref, t_ours = interleaved([step_ref, step_ours], repeats)
+    return t_ours, t_ref
+
+
+def softmax_vs_linear(ns, repeats):
+    rows = []
+    for n in ns:
+        q, k, v = (torch.randn(1, 1, n, 64) for _ in range(3))
+        with torch.no_grad():
+            t_soft, t_lin = interleaved([lambda: attention(q, k, v), lambda: attention(q, k, v, normaliser="linear")],
+                                        repeats, warmup=1)
+        rows.append((n, t_soft, t_lin))
+    crossover = next((n for n, s, l in rows if l < s), None)
+    return rows, crossover
+
+
+def notebook_costs():
+    rows = []
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    jupyter = os.path.join(os.path.dirname(sys.executable), "jupyter")
+    for path in sorted(glob.glob("chapters/*.ipynb")):
+        with tempfile.TemporaryDirectory() as tmp:
+            copy = os.path.join(tmp, os.path.basename(path))
+            shutil.copy(path, copy)
+            before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+            t = time.perf_counter()
+            # run from the chapter folder, as Jupyter does, but write the outputs to the copy
+            proc = subprocess.run([jupyter, "execute", "--inplace", copy], cwd="chapters", env=env,
+                                  capture_output=True, text=True)
+            wall = time.perf_counter() - t
+            peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+        ok = proc.returncode == 0
+        # ru_maxrss of children is a running maximum: report it only when it grew with this notebook
+        rows.append((os.path.basename(path), wall, peak_mb if peak_mb > before / 1024 else float("nan"), ok))
+    return rows
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--skip-notebooks", action="store_true")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads for parts 1 and 2 (default 1)")
+    parser.add_argument("--repeats", type=int, default=15)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores; torch {torch.__version__}; "
+          f"{args.threads} thread(s) for parts 1-2")
+    print()
+    t_ours, t_ref = mha_ratio(args.repeats)
+    print("| benchmark | attnlib | torch | ratio (attnlib / torch) | goal |")
+    print("|---|---|---|---|---|")
+    print(f"| MHA fwd+bwd, batch 8, n 256, d_model 256, 8 heads | {t_ours * 1e3:.1f} ms | "
+          f"{t_ref * 1e3:.1f} ms | {t_ours / t_ref:.2f} | <= 1.15 |")
+    print()
+    rows, crossover = softmax_vs_linear([256, 512, 1024, 2048, 4096, 8192], max(3, args.repeats // 3))
+    print("| n | softmax (ms) | linear (ms) | softmax / linear |")
+    print("|---|---|---|---|")
+    for n, s, l in rows:
+        print(f"| {n} | {s * 1e3:.2f} | {l * 1e3:.2f} | {s / l:.1f} |")
+    print(f"\nlinear attention is faster from n = {crossover} on (first n measured where it wins; d_k = 64)")
+    if args.skip_notebooks:
+        return
+    print()
+    print("| notebook | wall time (s), fresh kernel, 1 thread | peak memory (MB) | budget | ran |")
+    print("|---|---|---|---|---|")
+    for name, wall, peak, ok in notebook_costs():
+        within = "ok" if (wall <= 60 and (peak != peak or peak <= 1024)) else "OVER"
+        print(f"| {name} | {wall:.1f} | {peak:.0f} | {within} | {'yes' if ok else 'FAILED'} |")
+
+
+if __name__ == "__main__":
+    main()
