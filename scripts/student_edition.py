@@ -1,0 +1,338 @@
+"""Build the student edition of the course notebooks: solutions out, checkers in.
+
+    python scripts/student_edition.py chapters student       # build student/*.ipynb
+    python scripts/student_edition.py chapters --check       # only report marking problems
+    python scripts/student_edition.py chapters --exercises   # list every chapter's exercises
+
+What counts as a solution (the marking convention of every chapter):
+
+* In markdown, everything between a ``{solution-start}`` directive and its
+  ``{solution-end}`` directive (the directives included), and every
+  ``{solution}`` directive block. Cells wholly inside that range are dropped;
+  a cell that holds the exercise text and then opens the solution keeps the
+  exercise text.
+* In code, the lines between ``### BEGIN SOLUTION`` and ``### END SOLUTION``
+  (the markers nbgrader uses). They become a stub, indented like the markers::
+
+      # YOUR CODE HERE
+      raise NotImplementedError()
+
+  A code cell whose nbgrader metadata says ``solution: true`` but has no markers
+  becomes a stub as a whole (as nbgrader does). A code cell inside the solution
+  range with neither markers nor metadata is dropped, with a warning: it shows
+  or uses the solution.
+
+Where a solution range had no code stub (a written exercise: predict, explain,
+design), the student gets a markdown cell "Your answer here" in its place.
+Every output, every execution count, the execution timings and the embedded
+widget state are removed from every cell, so that nothing computed from a
+solution survives, and the student runs the notebook from a clean state.
+Checker cells and every other cell are kept as they are.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nbformat
+
+BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
+STUB = ("# YOUR CODE HERE", "raise NotImplementedError()")
+ANSWER_HERE = "**Your answer here.** *(Replace this text with your answer.)*"
+
+# An opening fence of a MyST directive: ```{name} args  or  :::{name} args
+_OPEN = re.compile(r"^(?P<indent>\s{0,3})(?P<fence>`{3,}|:{3,})\{(?P<name>[\w-]+)\}\s*(?P<arg>.*?)\s*$")
+
+
+def _src(cell) -> str:
+    s = cell.get("source", "")
+    return "".join(s) if isinstance(s, list) else s
+
+
+def _closing(lines, i, fence) -> int:
+    """Index of the line that closes the directive opened at ``lines[i]`` (or the last line)."""
+    char, n = fence[0], len(fence)
+    for j in range(i + 1, len(lines)):
+        s = lines[j].strip()
+        if s and set(s) == {char} and len(s) >= n:
+            return j
+    return len(lines) - 1
+
+
+@dataclass
+class Exercise:
+    """One ``{exercise}`` block: what the teacher's guide and the tests need."""
+    label: str
+    title: str
+    cell: int
+    text: str = ""
+    solution_cells: list = field(default_factory=list)  # code cells holding the solution
+    checker_cells: list = field(default_factory=list)   # nbgrader grade cells after it
+    written: bool = False                               # no code solution: a written answer
+
+
+@dataclass
+class Region:
+    """A solution range, from its ``{solution-start}`` (or ``{solution}``) to its end."""
+    label: str
+    start: tuple  # (cell index, line index)
+    end: tuple | None = None
+    code_cells: list = field(default_factory=list)
+    markdown: list = field(default_factory=list)  # the solution's text, line by line
+
+
+def markers(source: str) -> list[tuple[int, int]]:
+    """The (begin, end) line indices of every BEGIN/END SOLUTION pair in a code cell."""
+    pairs, begin = [], None
+    for i, line in enumerate(source.split("\n")):
+        s = line.strip()
+        if s == BEGIN:
+            if begin is not None:
+                raise ValueError(f"nested {BEGIN!r} at line {i + 1}")
+            begin = i
+        elif s == END:
+            if begin is None:
+                raise ValueError(f"{END!r} without {BEGIN!r} at line {i + 1}")
+            pairs.append((begin, i))
+            begin = None
+    if begin is not None:
+        raise ValueError(f"{BEGIN!r} at line {begin + 1} is never closed")
+    return pairs
+
+
+def stub_code(source: str) -> str:
+    """Replace every BEGIN/END SOLUTION range by the stub, at the markers' indentation."""
+    lines = source.split("\n")
+    out, last = [], 0
+    for b, e in markers(source):
+        indent = lines[b][: len(lines[b]) - len(lines[b].lstrip())]
+        out += lines[last:b] + [indent + s for s in STUB]
+        last = e + 1
+    out += lines[last:]
+    return "\n".join(out).rstrip() + "\n" if out and out[-1] == "" else "\n".join(out)
+
+
+def is_solution_code(cell) -> bool:
+    return cell.cell_type == "code" and (bool(markers(_src(cell)))
+                                         or cell.metadata.get("nbgrader", {}).get("solution", False))
+
+
+def is_checker(cell) -> bool:
+    return cell.cell_type == "code" and bool(cell.metadata.get("nbgrader", {}).get("grade", False))
+
+
+def scan(nb):
+    """Walk the notebook once: its exercises, its solution regions, and what each cell becomes.
+
+    Returns ``(exercises, regions, plan)``: ``plan[i]`` is a list of the lines kept from
+    markdown cell ``i`` (``None`` to keep the cell whole, ``[]`` to drop it) or, for code
+    cells, one of ``"keep"``, ``"stub"``, ``"drop"``.
+    """
+    exercises, regions, plan = [], [], []
+    region = None
+    for ci, cell in enumerate(nb.cells):
+        if cell.cell_type != "markdown":
+            if cell.cell_type == "code":
+                if region is not None:
+                    region.code_cells.append(ci)
+                    plan.append("stub" if is_solution_code(cell) else "drop")
+                else:
+                    plan.append("stub" if is_solution_code(cell) else "keep")
+                if is_checker(cell) and exercises:
+                    exercises[-1].checker_cells.append(ci)
+                if plan[-1] == "stub" and exercises:
+                    exercises[-1].solution_cells.append(ci)
+            else:
+                plan.append("drop" if region is not None else "keep")
+            continue
+        lines = _src(cell).split("\n")
+        kept, i = [], 0
+        while i < len(lines):
+            m = _OPEN.match(lines[i])
+            name = m.group("name") if m else None
+            if region is None:
+                if name == "solution-start":
+                    region = Region(m.group("arg"), (ci, i))
+                    i = _closing(lines, i, m.group("fence")) + 1
+                    continue
+                if name == "solution":  # a self-contained solution block
+                    j = _closing(lines, i, m.group("fence"))
+                    r = Region(m.group("arg"), (ci, i), (ci, j), markdown=lines[i + 1:j])
+                    regions.append(r)
+                    i = j + 1
+                    continue
+                if name == "exercise":
+                    j = _closing(lines, i, m.group("fence"))
+                    body = lines[i + 1:j]
+                    label = next((b.split(":", 2)[2].strip() for b in body
+                                  if b.strip().startswith(":label:")), "")
+                    text = "\n".join(b for b in body if not re.match(r"^\s*:[\w-]+:", b)).strip()
+                    exercises.append(Exercise(label, m.group("arg"), ci, text))
+                    kept += lines[i:j + 1]
+                    i = j + 1
+                    continue
+                kept.append(lines[i])
+                i += 1
+            else:
+                if name == "solution-end":
+                    region.end = (ci, i)
+                    regions.append(region)
+                    region = None
+                    i = _closing(lines, i, m.group("fence")) + 1
+                    continue
+                region.markdown.append(lines[i])
+                i += 1
+        plan.append(None if kept == lines else kept)
+    if region is not None:
+        regions.append(region)  # never closed: lint reports it
+    for ex in exercises:
+        ex.written = not ex.solution_cells
+    return exercises, regions, plan
+
+
+def student_notebook(nb, warn=print):
+    """The student edition of one notebook (a new object; ``nb`` is left alone)."""
+    nb = copy.deepcopy(nb)
+    exercises, regions, plan = scan(nb)
+    # where a region without a code stub ends, a written answer goes
+    placeholder_after = set()
+    for r in regions:
+        if not any(plan[c] == "stub" for c in r.code_cells):
+            placeholder_after.add(r.start[0])
+    cells = []
+    for ci, (cell, what) in enumerate(zip(nb.cells, plan)):
+        if cell.cell_type == "code":
+            if what == "drop":
+                warn(f"cell {ci}: a code cell inside a solution without solution markers: dropped")
+                continue
+            if what == "stub":
+                src = _src(cell)
+                cell.source = stub_code(src) if markers(src) else "\n".join(STUB)
+                nbg = dict(cell.metadata.get("nbgrader", {}))
+                nbg.pop("checksum", None)
+                cell.metadata = {k: v for k, v in
+                                 (("nbgrader", nbg), ("tags", cell.metadata.get("tags"))) if v}
+            cell.outputs, cell.execution_count = [], None
+        elif cell.cell_type == "markdown" and what is not None:
+            text = "\n".join(what).strip("\n")
+            if not text.strip():
+                if ci in placeholder_after:
+                    cells.append(nbformat.v4.new_markdown_cell(ANSWER_HERE, metadata={"tags": ["student-answer"]}))
+                continue
+            cell.source = text
+            cell.pop("attachments", None)
+        elif cell.cell_type == "raw" and what == "drop":
+            continue
+        cell.metadata.pop("execution", None)
+        cells.append(cell)
+        if ci in placeholder_after and cell.cell_type == "markdown":
+            cells.append(nbformat.v4.new_markdown_cell(ANSWER_HERE, metadata={"tags": ["student-answer"]}))
+    nb.cells = cells
+    nb.metadata.pop("widgets", None)
+    return nb
+
+
+def lint(nb) -> list[str]:
+    """Marking problems: what would make the student edition leak or fail to run."""
+    problems = []
+    try:
+        exercises, regions, plan = scan(nb)
+    except ValueError as e:
+        return [str(e)]
+    labels = [e.label for e in exercises]
+    for r in regions:
+        if r.end is None:
+            problems.append(f"solution {r.label!r} (cell {r.start[0]}) has no {{solution-end}}")
+        if r.label not in labels:
+            problems.append(f"solution {r.label!r} (cell {r.start[0]}) names no exercise label")
+        for c in r.code_cells:
+            if plan[c] == "drop":
+                problems.append(f"cell {c}: code inside solution {r.label!r} without "
+                                f"{BEGIN}/{END} markers or nbgrader solution metadata")
+    solved = {r.label for r in regions}
+    for e in exercises:
+        if not e.label:
+            problems.append(f"exercise {e.title!r} (cell {e.cell}) has no :label:")
+        elif e.label not in solved:
+            problems.append(f"exercise {e.label!r} (cell {e.cell}) has no solution")
+    ids = []
+    for ci, cell in enumerate(nb.cells):
+        if cell.cell_type != "code":
+            continue
+        nbg = cell.metadata.get("nbgrader")
+        try:
+            has_markers = bool(markers(_src(cell)))
+        except ValueError as err:
+            problems.append(f"cell {ci}: {err}")
+            continue
+        in_region = any(r.start[0] < ci and (r.end is None or ci < r.end[0]) for r in regions)
+        if has_markers and not (nbg and nbg.get("solution")):
+            problems.append(f"cell {ci}: solution markers but no nbgrader metadata with solution: true")
+        if has_markers and not in_region:
+            problems.append(f"cell {ci}: solution code outside any {{solution-start}}/{{solution-end}}")
+        if nbg:
+            if not nbg.get("grade_id"):
+                problems.append(f"cell {ci}: nbgrader metadata without a grade_id")
+            ids.append(nbg.get("grade_id"))
+            if nbg.get("grade") and not nbg.get("solution"):
+                if not nbg.get("locked"):
+                    problems.append(f"cell {ci}: checker cell (grade: true) is not locked")
+                if "points" not in nbg:
+                    problems.append(f"cell {ci}: checker cell (grade: true) has no points")
+    dup = sorted({i for i in ids if i and ids.count(i) > 1})
+    if dup:
+        problems.append(f"grade_id used more than once: {', '.join(dup)}")
+    return problems
+
+
+def build(src_dir: Path, out_dir: Path, quiet=False) -> list[Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for path in sorted(src_dir.glob("*.ipynb")):
+        nb = nbformat.read(path, as_version=4)
+        msgs = []
+        student = student_notebook(nb, warn=msgs.append)
+        target = out_dir / path.name
+        nbformat.write(student, target)
+        written.append(target)
+        if not quiet:
+            exercises, _, _ = scan(nb)
+            print(f"{path.name}: {len(exercises)} exercises, "
+                  f"{sum(len(e.solution_cells) for e in exercises)} stubs -> {target}")
+            for m in msgs + lint(nb):
+                print(f"  warning: {m}")
+    return written
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("src", type=Path, help="folder of source notebooks (chapters)")
+    p.add_argument("out", type=Path, nargs="?", default=Path("student"), help="where the student edition goes")
+    p.add_argument("--check", action="store_true", help="only report marking problems; exit 1 if any")
+    p.add_argument("--exercises", action="store_true", help="list each chapter's exercises")
+    a = p.parse_args(argv)
+    if a.check or a.exercises:
+        bad = 0
+        for path in sorted(a.src.glob("*.ipynb")):
+            nb = nbformat.read(path, as_version=4)
+            problems = lint(nb)
+            bad += len(problems)
+            print(f"{path.name}: {len(problems)} marking problems" if a.check else path.name)
+            for pr in problems:
+                print(f"  {pr}")
+            if a.exercises:
+                for e in scan(nb)[0]:
+                    kind = "written" if e.written else f"code, {len(e.checker_cells)} checker cell(s)"
+                    meta = " ".join(l.strip() for l in e.text.split("\n") if "Difficulty" in l or "Time" in l)
+                    print(f"  {e.label}: {e.title} [{kind}] {meta}")
+        return 1 if (a.check and bad) else 0
+    build(a.src, a.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
