@@ -3,6 +3,7 @@
     python scripts/student_edition.py chapters student       # build student/*.ipynb
     python scripts/student_edition.py chapters --check       # only report marking problems
     python scripts/student_edition.py chapters --exercises   # list every chapter's exercises
+    python scripts/student_edition.py chapters source/ch --nbgrader  # sources for nbgrader
 
 What counts as a solution (the marking convention of every chapter):
 
@@ -194,15 +195,32 @@ def scan(nb):
     return exercises, regions, plan
 
 
-def student_notebook(nb, warn=print):
-    """The student edition of one notebook (a new object; ``nb`` is left alone)."""
+def _answer_cell(region, nbgrader):
+    """What replaces a written solution: an empty answer cell, or, for nbgrader, a
+    "manually graded answer" cell holding the reference answer (nbgrader blanks it)."""
+    if not nbgrader:
+        return nbformat.v4.new_markdown_cell(ANSWER_HERE, metadata={"tags": ["student-answer"]})
+    text = "\n".join(region.markdown).strip() or ANSWER_HERE
+    meta = {"nbgrader": {"grade": True, "grade_id": f"{region.label}-answer", "locked": False,
+                         "points": 1, "schema_version": 3, "solution": True, "task": False}}
+    return nbformat.v4.new_markdown_cell(text, metadata=meta)
+
+
+def student_notebook(nb, warn=print, nbgrader=False):
+    """The student edition of one notebook (a new object; ``nb`` is left alone).
+
+    With ``nbgrader=True``, the nbgrader *source* instead: the solution code stays
+    between its markers (nbgrader stubs it), the solution text is removed all the
+    same (nbgrader would release it), and a written answer becomes a manually
+    graded nbgrader answer cell holding the reference answer.
+    """
     nb = copy.deepcopy(nb)
     exercises, regions, plan = scan(nb)
     # where a region without a code stub ends, a written answer goes
-    placeholder_after = set()
+    placeholder_after = {}
     for r in regions:
         if not any(plan[c] == "stub" for c in r.code_cells):
-            placeholder_after.add(r.start[0])
+            placeholder_after[r.start[0]] = r
     cells = []
     for ci, (cell, what) in enumerate(zip(nb.cells, plan)):
         if cell.cell_type == "code":
@@ -210,8 +228,9 @@ def student_notebook(nb, warn=print):
                 warn(f"cell {ci}: a code cell inside a solution without solution markers: dropped")
                 continue
             if what == "stub":
-                src = _src(cell)
-                cell.source = stub_code(src) if markers(src) else "\n".join(STUB)
+                if not nbgrader:
+                    src = _src(cell)
+                    cell.source = stub_code(src) if markers(src) else "\n".join(STUB)
                 nbg = dict(cell.metadata.get("nbgrader", {}))
                 nbg.pop("checksum", None)
                 cell.metadata = {k: v for k, v in
@@ -221,7 +240,7 @@ def student_notebook(nb, warn=print):
             text = "\n".join(what).strip("\n")
             if not text.strip():
                 if ci in placeholder_after:
-                    cells.append(nbformat.v4.new_markdown_cell(ANSWER_HERE, metadata={"tags": ["student-answer"]}))
+                    cells.append(_answer_cell(placeholder_after[ci], nbgrader))
                 continue
             cell.source = text
             cell.pop("attachments", None)
@@ -230,7 +249,7 @@ def student_notebook(nb, warn=print):
         cell.metadata.pop("execution", None)
         cells.append(cell)
         if ci in placeholder_after and cell.cell_type == "markdown":
-            cells.append(nbformat.v4.new_markdown_cell(ANSWER_HERE, metadata={"tags": ["student-answer"]}))
+            cells.append(_answer_cell(placeholder_after[ci], nbgrader))
     nb.cells = cells
     nb.metadata.pop("widgets", None)
     return nb
@@ -289,20 +308,20 @@ def lint(nb) -> list[str]:
     return problems
 
 
-def build(src_dir: Path, out_dir: Path, quiet=False) -> list[Path]:
+def build(src_dir: Path, out_dir: Path, quiet=False, nbgrader=False) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for path in sorted(src_dir.glob("*.ipynb")):
         nb = nbformat.read(path, as_version=4)
         msgs = []
-        student = student_notebook(nb, warn=msgs.append)
+        student = student_notebook(nb, warn=msgs.append, nbgrader=nbgrader)
         target = out_dir / path.name
         nbformat.write(student, target)
         written.append(target)
         if not quiet:
             exercises, _, _ = scan(nb)
             print(f"{path.name}: {len(exercises)} exercises, "
-                  f"{sum(len(e.solution_cells) for e in exercises)} stubs -> {target}")
+                  f"{sum(len(e.solution_cells) for e in exercises)} solution cells -> {target}")
             for m in msgs + lint(nb):
                 print(f"  warning: {m}")
     return written
@@ -313,6 +332,9 @@ def main(argv=None):
     p.add_argument("src", type=Path, help="folder of source notebooks (chapters)")
     p.add_argument("out", type=Path, nargs="?", default=Path("student"), help="where the student edition goes")
     p.add_argument("--check", action="store_true", help="only report marking problems; exit 1 if any")
+    p.add_argument("--nbgrader", action="store_true",
+                   help="write nbgrader source notebooks instead (solution code kept between its markers, "
+                        "solution text removed): put them in source/<assignment>/ and run nbgrader generate_assignment")
     p.add_argument("--exercises", action="store_true", help="list each chapter's exercises")
     a = p.parse_args(argv)
     if a.check or a.exercises:
@@ -330,7 +352,7 @@ def main(argv=None):
                     meta = " ".join(l.strip() for l in e.text.split("\n") if "Difficulty" in l or "Time" in l)
                     print(f"  {e.label}: {e.title} [{kind}] {meta}")
         return 1 if (a.check and bad) else 0
-    build(a.src, a.out)
+    build(a.src, a.out, nbgrader=a.nbgrader)
     return 0
 
 

@@ -544,3 +544,64 @@ def test_checker_survives_odd_input(check):
 def test_checker_lets_not_implemented_through(check):
     with pytest.raises(NotImplementedError):
         _call(check, _not_implemented)
+
+
+def test_nbgrader_source_mode():
+    """--nbgrader keeps the solution code between its markers (nbgrader stubs it) but removes the
+    solution text, which nbgrader would otherwise release; written answers become graded answer cells."""
+    nb = _synthetic()
+    src = se.student_notebook(nb, warn=lambda m: None, nbgrader=True)
+    blob = "\n".join(_strings(src))
+    assert "### BEGIN SOLUTION\n    secret_value = x * 42" in blob
+    assert "forty-two" not in blob and "secret printed output" not in blob  # explanation and outputs gone
+    answers = [c for c in src.cells if c.cell_type == "markdown" and c.metadata.get("nbgrader", {}).get("solution")]
+    assert [c.metadata["nbgrader"]["grade_id"] for c in answers] == ["ex-b-answer", "ex-c-answer", "ex-d-answer"]
+    assert all(c.metadata["nbgrader"]["grade"] and c.metadata["nbgrader"]["points"] for c in answers)
+    assert "explodes" in answers[0].source  # the reference answer, which nbgrader replaces by YOUR ANSWER HERE
+    assert all("checksum" not in c.metadata.get("nbgrader", {}) for c in src.cells)
+
+
+# --------------------------------------------------------------------------------------
+# attnlib.checks.core: the safety net every checker stands on
+# --------------------------------------------------------------------------------------
+
+def test_core_never_crashes_on_odd_results():
+    import torch
+    from attnlib.checks import CheckResult, check_function, checker
+
+    def ref(x):
+        return x * 2
+
+    def inputs(g):
+        return (torch.randn(3, 4, generator=g),)
+
+    class Explosive(torch.Tensor):  # a result whose every operation fails
+        @classmethod
+        def __torch_function__(cls, func, types, args=(), kwargs=None):
+            raise RuntimeError("boom")
+
+    odd = {
+        "explosive tensor": lambda x: torch.zeros(3, 4).as_subclass(Explosive),
+        "a tuple": lambda x: (x * 2, None),
+        "a numpy array": lambda x: (x * 2).numpy(),
+        "complex": lambda x: (x * 2).to(torch.complex64) * float("nan"),
+        "bool": lambda x: x > 0,
+    }
+    for label, fn in odd.items():
+        r = check_function(fn, ref, inputs, name="double")
+        assert isinstance(r, CheckResult) and not r and r.message, (label, r)
+    assert "return only the tensor" in check_function(odd["a tuple"], ref, inputs, name="d").message
+    assert "got None" in check_function(None, ref, inputs, name="d").message
+    assert "an int" in check_function(lambda x: 3, ref, inputs, name="d").message
+
+    @checker("answer")
+    def check_answer(n):
+        return CheckResult(n == 4, "answer", "right." if n == 4 else "count again.")
+    assert check_answer(4) and not check_answer(torch.ones(2))  # ambiguous truth value: no traceback
+    assert "could not check" in check_answer(torch.ones(2)).message
+
+    @checker("stub")
+    def check_stub(fn):
+        return fn()
+    with pytest.raises(NotImplementedError):
+        check_stub(_not_implemented)

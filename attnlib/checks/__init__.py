@@ -7,6 +7,6 @@ solution, and never crashes on odd input: a function that raises, returns
 exception it lets through is ``NotImplementedError``, which is what an
 unattempted exercise stub raises.
 """
-from .core import CheckResult, check_function
+from .core import CheckResult, check_function, checker
 
-__all__ = ["CheckResult", "check_function"]
+__all__ = ["CheckResult", "check_function", "checker"]
