@@ -605,3 +605,9 @@ def test_core_never_crashes_on_odd_results():
         return fn()
     with pytest.raises(NotImplementedError):
         check_stub(_not_implemented)
+
+
+def test_teachers_guide_lists_every_exercise():
+    guide = (ROOT / "teachers.md").read_text()
+    missing = [f"{p.name}: {e.label}" for p in CHAPTERS for e in se.scan(_read(p))[0] if f"`{e.label}`" not in guide]
+    assert not missing, "teachers.md does not list: " + ", ".join(missing)
