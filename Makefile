@@ -11,7 +11,7 @@ TORCH       ?= torch==2.13.0
 TORCH_INDEX ?=
 export OMP_NUM_THREADS ?= 1
 
-.PHONY: setup book test test-lib test-notebooks benchmark execute student clean
+.PHONY: setup vendor book test test-lib test-notebooks benchmark execute student clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,13 +25,19 @@ $(VENV)/.installed: $(BIN)/python requirements.txt requirements-dev.txt pyprojec
 
 setup: $(VENV)/.installed
 
-book: setup
+# MathJax, require.js and the widget manager, served from the book so that the
+# site works with no internet (needs npm once; does nothing when vendor/ is complete).
+vendor: $(BIN)/python
+	$(BIN)/python scripts/vendor_assets.py
+
+book: setup vendor
 	$(BIN)/jupyter-book build . -W -n --keep-going
 
-# The site is built first (warnings are errors), so that the browser tests can check it.
-test: setup
+# The site is built first (warnings are errors), so that the browser tests
+# (tests/test_site.py, headless /usr/bin/chromium) can check it.
+test: setup vendor
 	$(BIN)/jupyter-book build . -W -n --keep-going
-	$(BIN)/python -m pytest tests chapters --nbval --nbval-sanitize-with tests/sanitize.cfg
+	SITE_TESTS=required $(BIN)/python -m pytest tests chapters --nbval --nbval-sanitize-with tests/sanitize.cfg
 
 test-lib: setup
 	$(BIN)/python -m pytest tests -q
