@@ -568,3 +568,15 @@ def test_palette_is_colour_blind_safe():
 
     okabe_ito = {"#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000"}
     assert {c.upper() for c in plotting.PALETTE} <= okabe_ito
+
+
+def test_binder_gets_cpu_torch_and_attnlib():
+    """Binder reads only binder/: a CPU build of torch (a free Binder has 1-2 GB and
+    no GPU) and the reader's requirements, whose `-e .` installs attnlib."""
+    req = (ROOT / "binder" / "requirements.txt").read_text()
+    lines = [l.split("#")[0].strip() for l in req.splitlines() if l.split("#")[0].strip()]
+    assert "--extra-index-url https://download.pytorch.org/whl/cpu" in lines
+    assert any(re.fullmatch(r"torch==[\d.]+\+cpu", l) for l in lines), "pin torch's +cpu build"
+    assert "-r ../requirements.txt" in lines
+    top = [l.strip() for l in (ROOT / "requirements.txt").read_text().splitlines()]
+    assert "-e ." in top, "requirements.txt must install attnlib with `-e .`"
