@@ -1,0 +1,86 @@
+"""Chapter 2's checkers: right answers pass, typical mistakes get a hint, odd answers no traceback."""
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from attnlib.checks.shapes import (_per_head, check_merge_heads, check_mha_from_heads,
+                                   check_parameter_count, check_split_heads)
+from attnlib.counting import mha_parameter_count
+from attnlib.mha import merge_heads, split_heads
+
+
+def _ref_split(x, h):
+    b, n, f = x.shape
+    return x.view(b, n, h, f // h).transpose(1, 2)
+
+
+def test_split_reference_passes():
+    assert check_split_heads(split_heads)
+    assert check_split_heads(_ref_split)
+
+
+@pytest.mark.parametrize("wrong,fragment", [
+    (lambda x, h: x.reshape(x.shape[0], h, x.shape[1], x.shape[2] // h), "heads and positions are mixed"),
+    (lambda x, h: x.reshape(x.shape[0], x.shape[1], x.shape[2] // h, h).permute(0, 3, 1, 2), "every h-th"),
+    (lambda x, h: x.reshape(x.shape[0], x.shape[1], h, x.shape[2] // h), "one step is missing"),
+    (lambda x, h: x.reshape(x.shape[0], x.shape[1], h, x.shape[2] // h).transpose(1, 3), "wrong pair"),
+    (lambda x, h: x, "shape"),
+    (lambda x, h: None, "returned None"),
+    (lambda x, h: 3, "expected a torch.Tensor"),
+    (lambda x, h: split_heads(x, h) * float("nan"), "NaN"),
+    (lambda x, h: split_heads(x, h) + 1, "wrong values"),
+    (lambda x, h: x.view(-1, h, 7), "raised"),
+    (None, "expected a function"),
+])
+def test_split_mistakes(wrong, fragment):
+    result = check_split_heads(wrong)
+    assert not result and fragment in result.message, result.message
+    assert "transpose(1, 2)" not in result.message  # never gives the solution away
+
+
+def test_merge():
+    assert check_merge_heads(merge_heads)
+    r = check_merge_heads(lambda x: x.reshape(x.shape[0], x.shape[2], -1))
+    assert not r and "mixed up" in r.message
+    r = check_merge_heads(lambda x: x.permute(0, 2, 3, 1).reshape(x.shape[0], x.shape[2], -1))
+    assert not r and "interleaved" in r.message
+    r = check_merge_heads(lambda x: x)
+    assert not r and "shape" in r.message
+
+
+def test_mha_from_heads():
+    assert check_mha_from_heads(lambda x, m: _per_head(x, m))
+    for kw, fragment in [({"transpose": False}, "transpose"), ({"scale": False}, "not scaled"),
+                         ({"bias": False}, "biases"), ({"out": False}, "out_proj")]:
+        r = check_mha_from_heads(lambda x, m, kw=kw: _per_head(x, m, **kw))
+        assert not r and fragment in r.message, (kw, r.message)
+    r = check_mha_from_heads(lambda x, m: 1 / 0)
+    assert not r and "ZeroDivisionError" in r.message
+
+
+def test_parameter_count():
+    assert check_parameter_count(lambda d, h, kv: mha_parameter_count(d, h, num_kv_heads=kv)["total"])
+    assert check_parameter_count(lambda d, h, kv: float(mha_parameter_count(d, h, num_kv_heads=kv)["total"]))
+    cases = [
+        (lambda d, h, kv: 2 * d * d + 2 * d * (d // h) * kv, "biases"),
+        (lambda d, h, kv: 4 * d * d + 4 * d, "num_kv_heads * d_k"),
+        (lambda d, h, kv: 4 * d * d * h + 4 * d, "share the width"),
+        (lambda d, h, kv: 1, "too low"),
+        (lambda d, h, kv: None, "returned None"),
+        (lambda d, h, kv: "many", "expected an integer"),
+        (lambda d, h, kv: [][0], "IndexError"),
+        (7, "expected a function"),
+    ]
+    for fn, fragment in cases:
+        r = check_parameter_count(fn)
+        assert not r and fragment in r.message, r.message
+
+
+def test_stubs_raise_not_implemented():
+    def stub(*args):
+        raise NotImplementedError
+    for check in (check_split_heads, check_merge_heads, check_mha_from_heads, check_parameter_count):
+        with pytest.raises(NotImplementedError):
+            check(stub)
