@@ -186,6 +186,8 @@ class Visit:
     def screenshot(self, suffix=""):
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         path = ARTIFACTS / (self.doc.replace("/", "__") + suffix + ".png")
+        # no focus ring or "skip to content" bar left over from a click, view from the top
+        self.page.evaluate("() => { document.activeElement && document.activeElement.blur(); window.scrollTo(0, 0); }")
         self.page.screenshot(path=str(path), full_page=True)
         return path
 
