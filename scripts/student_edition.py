@@ -20,8 +20,8 @@ What counts as a solution (the marking convention of every chapter):
 
   A code cell whose nbgrader metadata says ``solution: true`` but has no markers
   becomes a stub as a whole (as nbgrader does). A code cell inside the solution
-  range with neither markers nor metadata is dropped, with a warning: it shows
-  or uses the solution.
+  range with neither markers nor metadata is left out: it shows or uses the
+  solution (e.g. the computation behind a written answer).
 
 Where a solution range had no code stub (a written exercise: predict, explain,
 design), the student gets a markdown cell "Your answer here" in its place.
@@ -225,7 +225,7 @@ def student_notebook(nb, warn=print, nbgrader=False):
     for ci, (cell, what) in enumerate(zip(nb.cells, plan)):
         if cell.cell_type == "code":
             if what == "drop":
-                warn(f"cell {ci}: a code cell inside a solution without solution markers: dropped")
+                warn(f"cell {ci}: code cell inside a solution, without solution markers: left out")
                 continue
             if what == "stub":
                 if not nbgrader:
@@ -268,8 +268,11 @@ def lint(nb) -> list[str]:
             problems.append(f"solution {r.label!r} (cell {r.start[0]}) has no {{solution-end}}")
         if r.label not in labels:
             problems.append(f"solution {r.label!r} (cell {r.start[0]}) names no exercise label")
+        checked = any(e.checker_cells for e in exercises if e.label == r.label)
         for c in r.code_cells:
-            if plan[c] == "drop":
+            # code that shows a written answer may go unmarked (it is left out); code that a
+            # checker needs must be marked, or the student edition has nothing to fill in
+            if plan[c] == "drop" and checked:
                 problems.append(f"cell {c}: code inside solution {r.label!r} without "
                                 f"{BEGIN}/{END} markers or nbgrader solution metadata")
     solved = {r.label for r in regions}

@@ -236,7 +236,11 @@ def test_script_on_synthetic_notebook():
     assert "Text after the solution stays." in blob and "After." in blob
     assert "Write f." in blob and "What happens?" in blob and "Design it." in blob
     assert sum("student-answer" in c.metadata.get("tags", []) for c in st.cells) == 3  # ex-b, ex-c, ex-d
-    assert len(warnings) == 1 and "dropped" in warnings[0]
+    assert len(warnings) == 1 and "left out" in warnings[0]
+    assert se.lint(nb) == []  # unmarked code in a written answer's solution is fine (left out)
+    nb.cells[10].source = "f = lambda x: 42 * x"  # but unmarked code that a checker needs is not
+    nb.cells.insert(12, nbformat.v4.new_code_cell("check(f)", metadata={"nbgrader": {
+        "solution": False, "grade": True, "grade_id": "check-c", "locked": True, "points": 1}}))
     problems = se.lint(nb)
     assert len(problems) == 1 and "without" in problems[0]
     ex = se.scan(nb)[0]
