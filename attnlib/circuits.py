@@ -1,0 +1,214 @@
+"""What W_O does, one head at a time (chapter 3).
+
+Multi-head attention ends with ``concat(head_1, ..., head_h) W_O``. Cut ``W_O``
+into ``h`` blocks of ``d_v`` rows, ``W_O^h`` (head h's rows), and the product is
+a sum over heads::
+
+    concat(head_1, ..., head_h) W_O = sum_h head_h W_O^h        head_h: (n, d_v), W_O^h: (d_v, d_model)
+
+Since ``head_h = A_h X W_V^h + b_V^h`` (the attention weights ``A_h`` of a row
+sum to 1), each head writes ``A_h X (W_V^h W_O^h)`` into the residual stream:
+the ``d_model x d_model`` matrix ``W_V^h W_O^h`` of rank at most ``d_v`` is the
+head's *OV circuit* (Elhage et al. 2021). This module computes OV circuits,
+applies the symmetry ``W_V^h M``, ``M^-1 W_O^h`` that leaves them unchanged,
+truncates them to a lower rank, and fuses ``W_O`` into the MLP's ``W_1`` in a
+block with no LayerNorm and no residual connection.
+
+Orientation is the paper's (``x @ W``), as in :class:`attnlib.mha.MultiHeadAttention`;
+``nn.Linear`` stores the transpose, so the MLP's ``W_1`` is ``linear1.weight.T``.
+"""
+import copy
+
+import torch
+import torch.nn as nn
+
+from .block import TransformerBlock
+from .mha import MultiHeadAttention, merge_heads
+
+
+def _value_map(mha: MultiHeadAttention, i: int) -> torch.Tensor:
+    """Head ``i``'s ``W_V^i``, ``(d_model, d_v)``; the identity's columns if ``use_W_V=False``."""
+    W_V = mha.head_matrices(i)["W_V"]
+    if W_V is None:
+        eye = torch.eye(mha.d_model, dtype=mha.W_Q.dtype, device=mha.W_Q.device)
+        W_V = eye[:, i * mha.d_v:(i + 1) * mha.d_v]
+    return W_V
+
+
+def _output_map(mha: MultiHeadAttention, i: int) -> torch.Tensor:
+    """Head ``i``'s rows of ``W_O``, ``(d_v, d_model)``; the identity's rows if ``use_W_O=False``."""
+    W_O = mha.head_matrices(i)["W_O"]
+    if W_O is None:
+        eye = torch.eye(mha.d_model, dtype=mha.W_Q.dtype, device=mha.W_Q.device)
+        W_O = eye[i * mha.d_v:(i + 1) * mha.d_v, :]
+    return W_O
+
+
+def ov_matrices(mha: MultiHeadAttention) -> torch.Tensor:
+    """The OV circuits ``W_V^h W_O^h`` of every head: ``(num_heads, d_model, d_model)``.
+
+    Each has rank at most ``d_v = d_model / num_heads``. Needs ``num_kv_heads == num_heads``.
+    """
+    if mha.num_kv_heads != mha.num_heads:
+        raise ValueError("ov_matrices needs one value head per query head (num_kv_heads == num_heads)")
+    return torch.stack([_value_map(mha, i) @ _output_map(mha, i) for i in range(mha.num_heads)])
+
+
+def head_contributions(mha: MultiHeadAttention, x: torch.Tensor) -> torch.Tensor:
+    """What each head adds to the output, ``head_h W_O^h``: ``(batch, num_heads, n, d_model)``.
+
+    Summed over heads and added to ``b_O`` they give ``mha(x)`` (self-attention).
+    """
+    _, weights = mha(x, return_weights=True)  # (batch, h, n, n)
+    out = []
+    for i in range(mha.num_heads):
+        V = x @ _value_map(mha, i)  # (batch, n, d_v)
+        b_V = mha.b_V[i * mha.d_v:(i + 1) * mha.d_v] if mha.b_V is not None else None
+        if b_V is not None:
+            V = V + b_V
+        out.append((weights[:, i] @ V) @ _output_map(mha, i))  # (batch, n, d_model)
+    return torch.stack(out, dim=1)
+
+
+def mha_via_ov(mha: MultiHeadAttention, x: torch.Tensor) -> torch.Tensor:
+    """Self-attention computed from the fused OV matrices; ``(batch, n, d_model)``.
+
+    ``sum_h A_h (x OV_h) + sum_h b_V^h W_O^h + b_O``: the value bias passes
+    through unchanged because each row of ``A_h`` sums to 1 (softmax only).
+    """
+    if mha.normaliser != "softmax":
+        raise ValueError("mha_via_ov assumes softmax weights, whose rows sum to 1")
+    _, weights = mha(x, return_weights=True)  # (batch, h, n, n)
+    OV = ov_matrices(mha)  # (h, d_model, d_model)
+    out = torch.einsum("bhqk,bkd,hde->bqe", weights, x, OV)
+    return out + output_bias(mha)
+
+
+def output_bias(mha: MultiHeadAttention) -> torch.Tensor:
+    """The constant the layer adds to every position: ``b_O + sum_h b_V^h W_O^h``, ``(d_model,)``."""
+    bias = torch.zeros(mha.d_model, dtype=mha.W_Q.dtype, device=mha.W_Q.device)
+    if mha.b_O is not None:
+        bias = bias + mha.b_O
+    if mha.b_V is not None:
+        for i in range(mha.num_heads):
+            bias = bias + mha.b_V[i * mha.d_v:(i + 1) * mha.d_v] @ _output_map(mha, i)
+    return bias
+
+
+@torch.no_grad()
+def apply_gauge(mha: MultiHeadAttention, Ms) -> MultiHeadAttention:
+    """A copy of ``mha`` with ``W_V^h <- W_V^h M_h``, ``b_V^h <- b_V^h M_h``, ``W_O^h <- M_h^-1 W_O^h``.
+
+    ``Ms``: ``(num_heads, d_v, d_v)`` invertible matrices. The copy computes the
+    same function: every OV circuit, and the output bias, is unchanged.
+    """
+    if mha.W_V is None or mha.W_O is None:
+        raise ValueError("apply_gauge needs both W_V and W_O")
+    Ms = torch.as_tensor(Ms, dtype=mha.W_Q.dtype)
+    if Ms.shape != (mha.num_heads, mha.d_v, mha.d_v):
+        raise ValueError(f"Ms must have shape (num_heads, d_v, d_v) = {(mha.num_heads, mha.d_v, mha.d_v)}, "
+                         f"got {tuple(Ms.shape)}")
+    out = copy.deepcopy(mha)
+    for i in range(mha.num_heads):
+        cols = slice(i * mha.d_v, (i + 1) * mha.d_v)
+        out.W_V[:, cols] = mha.W_V[:, cols] @ Ms[i]
+        if mha.b_V is not None:
+            out.b_V[cols] = mha.b_V[cols] @ Ms[i]
+        out.W_O[cols, :] = torch.linalg.solve(Ms[i], mha.W_O[cols, :])
+    return out
+
+
+@torch.no_grad()
+def truncate_ov(mha: MultiHeadAttention, rank: int) -> MultiHeadAttention:
+    """A copy of ``mha`` whose every OV circuit is replaced by its best rank-``rank`` approximation.
+
+    The value bias is first folded into ``b_O`` (same function), then each
+    ``W_V^h W_O^h = U S V^T`` is cut to its ``rank`` largest singular values and
+    written back as ``W_V^h = U_r S_r`` (padded with zeros to ``d_v`` columns),
+    ``W_O^h = V_r^T`` (padded with zero rows). ``rank >= d_v`` gives the same function.
+    """
+    if mha.W_V is None or mha.W_O is None:
+        raise ValueError("truncate_ov needs both W_V and W_O")
+    if not 0 <= rank:
+        raise ValueError(f"rank must be non-negative, got {rank}")
+    out = copy.deepcopy(mha)
+    if out.b_O is None:
+        raise ValueError("truncate_ov needs the output bias b_O (bias=True) to hold the folded value bias")
+    out.b_O.copy_(output_bias(mha))
+    if out.b_V is not None:
+        out.b_V.zero_()
+    OV = ov_matrices(mha)
+    r = min(rank, mha.d_v)
+    for i in range(mha.num_heads):
+        U, S, Vh = torch.linalg.svd(OV[i])
+        cols = slice(i * mha.d_v, (i + 1) * mha.d_v)
+        out.W_V[:, cols] = 0.0
+        out.W_O[cols, :] = 0.0
+        out.W_V[:, i * mha.d_v:i * mha.d_v + r] = U[:, :r] * S[:r]
+        out.W_O[i * mha.d_v:i * mha.d_v + r, :] = Vh[:r]
+    return out
+
+
+def centring_matrix(d: int, dtype=torch.float32) -> torch.Tensor:
+    """``C = I - 1 1^T / d``, ``(d, d)``: ``y @ C`` subtracts each row's mean (LayerNorm's first step)."""
+    return torch.eye(d, dtype=dtype) - torch.full((d, d), 1.0 / d, dtype=dtype)
+
+
+class FusedAttentionMLP(nn.Module):
+    """A no-LayerNorm, no-residual block with ``W_O`` fused into the MLP's ``W_1``.
+
+    The original block computes ``MLP(concat(heads) W_O + b_O)`` with
+    ``MLP(u) = act(u W_1 + b_1) W_2 + b_2``. Since nothing stands between the two
+    linear maps, ``(c W_O + b_O) W_1 + b_1 = c (W_O W_1) + (b_O W_1 + b_1)``: one
+    matrix ``W_OW_1`` of shape ``(h d_v, d_ff)`` replaces ``W_O`` and ``W_1``.
+
+    Build it with :meth:`from_block`. ``forward``: ``(batch, n, d_model) -> (batch, n, d_model)``.
+    """
+
+    def __init__(self, attn: MultiHeadAttention, W_fused: torch.Tensor, b_fused: torch.Tensor,
+                 linear2: nn.Linear, act):
+        super().__init__()
+        self.attn = attn  # its W_O is None: it returns concat(heads)
+        self.W_fused = nn.Parameter(W_fused)  # (h * d_v, d_ff)
+        self.b_fused = nn.Parameter(b_fused)  # (d_ff,)
+        self.linear2 = linear2
+        self.act = act
+
+    @classmethod
+    @torch.no_grad()
+    def from_block(cls, block: TransformerBlock) -> "FusedAttentionMLP":
+        """Fuse a ``TransformerBlock(norm="none", residual=False)``; the result computes the same function."""
+        if block.norm != "none" or block.residual or block.mlp is None:
+            raise ValueError("only a block with norm='none', residual=False and an MLP can be fused exactly")
+        if block.attn_act is not None or block.stream_act is not None:
+            raise ValueError("an activation between attention and MLP prevents the fusion")
+        old = block.attn
+        if old.W_O is None:
+            raise ValueError("the block has no W_O to fuse")
+        attn = MultiHeadAttention(old.d_model, old.num_heads, num_kv_heads=old.num_kv_heads,
+                                  bias=old.b_Q is not None, use_W_V=old.W_V is not None, use_W_O=False,
+                                  normaliser=old.normaliser, qkv_activation=old.qkv_activation)
+        attn = attn.to(dtype=old.W_Q.dtype)
+        state = {k: v for k, v in old.state_dict().items() if k not in ("W_O", "b_O")}
+        attn.load_state_dict(state)
+        W_1 = block.mlp.linear1.weight.T  # (d_model, d_ff), paper orientation
+        b_O = old.b_O if old.b_O is not None else torch.zeros(old.d_model, dtype=W_1.dtype)
+        W_fused = old.W_O @ W_1  # (h d_v, d_ff)
+        b_fused = b_O @ W_1 + block.mlp.linear1.bias
+        return cls(attn, W_fused.clone(), b_fused.clone(), copy.deepcopy(block.mlp.linear2), block.mlp.act)
+
+    def forward(self, x, *, key_padding_mask=None, causal=False):
+        c = self.attn(x, key_padding_mask=key_padding_mask, causal=causal)  # (batch, n, h d_v)
+        return self.linear2(self.act(c @ self.W_fused + self.b_fused))
+
+
+def concat_heads(mha: MultiHeadAttention, x: torch.Tensor) -> torch.Tensor:
+    """``concat(head_1, ..., head_h)`` before ``W_O``: ``(batch, n, num_heads * d_v)``."""
+    contributions = []
+    _, weights = mha(x, return_weights=True)
+    for i in range(mha.num_heads):
+        V = x @ _value_map(mha, i)
+        if mha.b_V is not None:
+            V = V + mha.b_V[i * mha.d_v:(i + 1) * mha.d_v]
+        contributions.append(weights[:, i] @ V)  # (batch, n, d_v)
+    return merge_heads(torch.stack(contributions, dim=1))

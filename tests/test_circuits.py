@@ -1,0 +1,71 @@
+"""attnlib.circuits: OV matrices, the M, M^-1 symmetry, rank truncation, W_O-W_1 fusion."""
+import pytest
+import torch
+
+from attnlib import MultiHeadAttention, TransformerBlock
+from attnlib.circuits import (FusedAttentionMLP, apply_gauge, centring_matrix, concat_heads,
+                              head_contributions, mha_via_ov, ov_matrices, truncate_ov)
+
+
+@pytest.fixture
+def mha():
+    torch.manual_seed(0)
+    m = MultiHeadAttention(16, 4).double()
+    with torch.no_grad():
+        for b in (m.b_Q, m.b_K, m.b_V, m.b_O):
+            b.normal_()
+    return m
+
+
+@pytest.fixture
+def x():
+    return torch.randn(2, 5, 16, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+
+
+def test_ov_shapes_and_rank(mha):
+    OV = ov_matrices(mha)
+    assert OV.shape == (4, 16, 16)
+    assert (torch.linalg.matrix_rank(OV) == 4).all()
+
+
+def test_sum_over_heads_and_ov_give_the_output(mha, x):
+    assert torch.allclose(head_contributions(mha, x).sum(1) + mha.b_O, mha(x))
+    assert torch.allclose(mha_via_ov(mha, x), mha(x))
+    assert torch.allclose(concat_heads(mha, x) @ mha.W_O + mha.b_O, mha(x))
+
+
+def test_identity_switches(x):
+    m = MultiHeadAttention(16, 4, use_W_V=False, use_W_O=False).double()
+    assert torch.allclose(mha_via_ov(m, x), m(x))
+    assert torch.allclose(ov_matrices(m).sum(0), torch.eye(16, dtype=torch.float64))
+
+
+def test_gauge_keeps_the_function(mha, x):
+    Ms = torch.randn(4, 4, 4, dtype=torch.float64) + 2 * torch.eye(4, dtype=torch.float64)
+    g = apply_gauge(mha, Ms)
+    assert not torch.allclose(g.W_V, mha.W_V)
+    assert torch.allclose(g(x), mha(x))
+    with pytest.raises(ValueError, match="shape"):
+        apply_gauge(mha, torch.eye(3))
+
+
+def test_truncation(mha, x):
+    assert torch.allclose(truncate_ov(mha, 4)(x), mha(x))
+    t = truncate_ov(mha, 2)
+    assert (torch.linalg.matrix_rank(ov_matrices(t)) == 2).all()
+    assert not torch.allclose(t(x), mha(x))
+
+
+def test_fusion_is_exact_only_without_norm_and_residual(x):
+    torch.manual_seed(2)
+    block = TransformerBlock(16, 4, norm="none", residual=False).double()
+    fused = FusedAttentionMLP.from_block(block)
+    assert torch.allclose(fused(x), block(x))
+    assert fused.W_fused.shape == (16, 64)
+    with pytest.raises(ValueError, match="fused exactly"):
+        FusedAttentionMLP.from_block(TransformerBlock(16, 4))
+
+
+def test_centring_matrix():
+    y = torch.randn(3, 8, dtype=torch.float64)
+    assert torch.allclose(y @ centring_matrix(8, torch.float64), y - y.mean(-1, keepdim=True))
