@@ -1,0 +1,79 @@
+"""attnlib.alternatives: timing helpers, FLOP counts, the recurrent form of linear attention, ShiftRecall."""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from attnlib.alternatives import (LogLogFit, ShiftRecall, attention_flops, crossover, fit_loglog,
+                                  linear_attention_recurrent, predicted_crossover, time_fn)
+from attnlib.attention import attention
+from attnlib.tasks import associative_recall
+
+
+def test_time_fn_returns_a_positive_median_and_validates():
+    x = torch.randn(64, 64)
+    for clock in ("cpu", "wall"):
+        t = time_fn(torch.matmul, x, x, warmup=1, repeats=3, clock=clock)
+        assert t >= 0 and math.isfinite(t)
+    with pytest.raises(ValueError):
+        time_fn(torch.matmul, x, x, repeats=0)
+    with pytest.raises(ValueError):
+        time_fn(torch.matmul, x, x, clock="sundial")
+
+
+def test_fit_loglog_recovers_an_exponent_and_crossover():
+    ns = np.array([10, 100, 1000])
+    quad, lin = fit_loglog(ns, 2e-6 * ns ** 2), fit_loglog(ns, 1e-4 * ns)
+    assert quad.slope == pytest.approx(2) and lin.slope == pytest.approx(1)
+    assert crossover(quad, lin) == pytest.approx(50)  # 2e-6 n^2 = 1e-4 n
+    assert quad.predict(50) == pytest.approx(lin.predict(50))
+    assert crossover(LogLogFit(1.0, 0.0), LogLogFit(1.0, 1.0)) == math.inf
+    with pytest.raises(ValueError):
+        fit_loglog([1], [1])
+    with pytest.raises(ValueError):
+        fit_loglog([1, 2], [0, 1])
+
+
+def test_flop_counts_and_predicted_crossover_agree():
+    for d in (16, 64):
+        n = predicted_crossover(d)
+        assert attention_flops(n, d, kind="quadratic") == pytest.approx(attention_flops(n, d, kind="linear"))
+    assert attention_flops(2048, 64) == 4 * attention_flops(1024, 64)  # quadratic: x4 for x2
+    assert attention_flops(2048, 64, kind="linear") == 2 * attention_flops(1024, 64, kind="linear")
+    with pytest.raises(ValueError):
+        attention_flops(8, 8, kind="cubic")
+
+
+@pytest.mark.parametrize("shape", [(5, 4, 3), (2, 3, 7, 4, 6)])
+def test_recurrent_linear_attention_equals_the_parallel_causal_form(shape):
+    g = torch.Generator().manual_seed(0)
+    *lead, n, d_k, d_v = shape
+    q, k = torch.randn(*lead, n, d_k, generator=g), torch.randn(*lead, n, d_k, generator=g)
+    v = torch.randn(*lead, n, d_v, generator=g)
+    out = linear_attention_recurrent(q, k, v)
+    assert out.shape == (*lead, n, d_v)
+    torch.testing.assert_close(out, attention(q, k, v, normaliser="linear", causal=True))
+
+
+@pytest.mark.parametrize("normaliser", ["softmax", "relu", "sigmoid", "linear"])
+def test_shift_recall_shapes_and_validation(normaliser):
+    t = associative_recall(4, 3, seed=0)
+    model = ShiftRecall(t.vocab_size, t.num_classes, 16, num_heads=2, normaliser=normaliser, max_len=9)
+    assert model(t.X).shape == (4, 9, t.num_classes)
+    with pytest.raises(ValueError):
+        model(t.X.float())
+    with pytest.raises(ValueError):
+        model(torch.zeros(1, 10, dtype=torch.long))
+
+
+def test_shift_recall_sees_the_previous_token_and_nothing_else_without_attention():
+    torch.manual_seed(0)
+    model = ShiftRecall(10, 4, 8, max_len=5)
+    with torch.no_grad():
+        model.attn.W_O.zero_()  # silence the attention: only the token and its shift remain
+        x = torch.tensor([[1, 2, 3, 4, 5]])
+        y = x.clone()
+        y[0, 1] = 7
+        changed = (model(x) - model(y)).abs().amax(-1)[0] > 1e-6
+    assert changed.tolist() == [False, True, True, False, False]
