@@ -212,3 +212,48 @@ def concat_heads(mha: MultiHeadAttention, x: torch.Tensor) -> torch.Tensor:
             V = V + mha.b_V[i * mha.d_v:(i + 1) * mha.d_v]
         contributions.append(weights[:, i] @ V)  # (batch, n, d_v)
     return merge_heads(torch.stack(contributions, dim=1))
+
+
+@torch.no_grad()
+def change_stream_basis(blocks, B: torch.Tensor) -> list:
+    """Copies of no-LayerNorm blocks that compute the same function in the stream basis ``x B``.
+
+    For blocks with ``norm="none"`` (residual or not), if ``h -> blocks -> out``
+    then ``h B -> new blocks -> out B``: every matrix that *reads* the stream
+    (``W_Q, W_K, W_V, W_1``) is multiplied by ``B^-1`` on the left, every matrix
+    and bias that *writes* to it (``W_O, b_O, W_2, b_2``) by ``B`` on the right.
+    With ``B = W_O^-1`` of one layer, that layer's ``W_O`` becomes the identity.
+
+    Args:
+        blocks: :class:`~attnlib.block.TransformerBlock` s with ``norm="none"`` and both W_V and W_O.
+        B: ``(d_model, d_model)`` invertible.
+
+    Returns:
+        a list of new blocks.
+    """
+    out = []
+    for block in blocks:
+        if block.norm != "none":
+            raise ValueError("a LayerNorm does not commute with a general change of basis; use norm='none'")
+        attn = block.attn
+        if attn.W_V is None or attn.W_O is None:
+            raise ValueError("change_stream_basis needs both W_V and W_O")
+        if B.shape != (attn.d_model, attn.d_model):
+            raise ValueError(f"B must have shape (d_model, d_model) = {(attn.d_model, attn.d_model)}, "
+                             f"got {tuple(B.shape)}")
+        if block.attn_act is not None or block.stream_act is not None:
+            raise ValueError("activations on the stream do not commute with a change of basis")
+        B = B.to(attn.W_Q.dtype)
+        new = copy.deepcopy(block)
+        for name in ("W_Q", "W_K", "W_V"):
+            getattr(new.attn, name).copy_(torch.linalg.solve(B, getattr(attn, name)))
+        new.attn.W_O.copy_(attn.W_O @ B)
+        if attn.b_O is not None:
+            new.attn.b_O.copy_(attn.b_O @ B)
+        if block.mlp is not None:
+            W_1 = torch.linalg.solve(B, block.mlp.linear1.weight.T)  # (d_model, d_ff)
+            new.mlp.linear1.weight.copy_(W_1.T)
+            new.mlp.linear2.weight.copy_((block.mlp.linear2.weight.T @ B).T)
+            new.mlp.linear2.bias.copy_(block.mlp.linear2.bias @ B)
+        out.append(new)
+    return out

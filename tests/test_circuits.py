@@ -69,3 +69,21 @@ def test_fusion_is_exact_only_without_norm_and_residual(x):
 def test_centring_matrix():
     y = torch.randn(3, 8, dtype=torch.float64)
     assert torch.allclose(y @ centring_matrix(8, torch.float64), y - y.mean(-1, keepdim=True))
+
+
+def test_change_of_basis_frees_one_W_O(x):
+    from attnlib.circuits import change_stream_basis
+    torch.manual_seed(3)
+    blocks = [TransformerBlock(16, 4, norm="none").double() for _ in range(2)]
+    B = torch.linalg.inv(blocks[0].attn.W_O)
+    new = change_stream_basis(blocks, B)
+
+    def run(bs, h):
+        for b in bs:
+            h = b(h)
+        return h
+    assert torch.allclose(run(new, x @ B), run(blocks, x) @ B, atol=1e-8)
+    assert torch.allclose(new[0].attn.W_O, torch.eye(16, dtype=torch.float64), atol=1e-10)
+    assert not torch.allclose(new[1].attn.W_O, torch.eye(16, dtype=torch.float64), atol=0.1)
+    with pytest.raises(ValueError, match="LayerNorm"):
+        change_stream_basis([TransformerBlock(16, 4)], B)
