@@ -60,7 +60,8 @@ class Encoder(nn.Module):
         pre_ln = block_kwargs.get("norm", "pre") == "pre"
         self.final_ln = nn.LayerNorm(d_model) if (pre_ln and num_layers > 0) else None
 
-    def forward(self, x):
+    def embed_input(self, x):
+        """What the first block reads: embeddings (+ [CLS]) + positions, ``(batch, n (+1), d_model)``."""
         if self.tokens and (x.dim() != 2 or x.is_floating_point()):
             raise ValueError(f"expected token ids of shape (batch, n), got {tuple(x.shape)} {x.dtype}")
         if not self.tokens and x.dim() != 3:
@@ -75,6 +76,10 @@ class Encoder(nn.Module):
             h = h + self.pos.weight[:n]
         elif self.positions == "sinusoidal":
             h = h + sinusoidal_positions(n, self.d_model, h.device, h.dtype)
+        return h
+
+    def forward(self, x):
+        h = self.embed_input(x)
         for block in self.blocks:
             h = block(h)
         return h if self.final_ln is None else self.final_ln(h)
