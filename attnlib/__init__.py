@@ -14,6 +14,14 @@ One idea per module:
 - :mod:`attnlib.widgets`    explorers that work on the static site
 - :mod:`attnlib.checks`     exercise checkers
 - :mod:`attnlib.config`     ATTNLIB_SEED and ATTNLIB_SCALE
+
+And one module of measurements per chapter:
+
+- :mod:`attnlib.probes`        (1) linearity tests, rank collapse, what a ReLU on the stream zeroes
+- :mod:`attnlib.counting`      (2) shapes, parameter counts and FLOPs of one MHA layer
+- :mod:`attnlib.circuits`      (3) OV circuits, the W_V M / M^-1 W_O symmetry, fusing W_O into W_1
+- :mod:`attnlib.alternatives`  (4) timing, FLOP counts, linear attention as a recurrence
+- :mod:`attnlib.readout`       (5) pooling costs, [CLS] and pooling weights, a logistic baseline
 """
 from .attention import NORMALISERS, attention
 from .block import MLP, TransformerBlock
