@@ -1,9 +1,10 @@
 """Shapes, parameter counts and FLOPs of one multi-head attention layer, as plain functions.
 
 Everything here is arithmetic on the sizes; nothing builds a tensor. The
-notebook of chapter 2 checks each function against a real
-:class:`~attnlib.mha.MultiHeadAttention` (shapes of its intermediate tensors,
-``sum(p.numel())``), so the formulas below are tested, not just written down.
+notebook of chapter 2 and ``tests/test_counting.py`` check the functions against a
+real :class:`~attnlib.mha.MultiHeadAttention` (shapes of its outputs,
+``sum(p.numel())``, and FLOPs counted by ``torch.utils.flop_counter``), so the
+formulas below are tested, not just written down.
 
 Sizes, named as in Vaswani et al. (2017)::
 

@@ -40,3 +40,26 @@ def test_html_and_errors():
         mha_parameter_count(10, 3)
     with pytest.raises(ValueError):
         mha_flops(16, 4, 5, num_kv_heads=3)
+
+
+@pytest.mark.parametrize("d,h,kv,n_q,n_k", [(16, 4, 4, 5, 5), (16, 4, 2, 5, 7), (32, 8, 1, 3, 6)])
+def test_flops_match_a_counted_forward(d, h, kv, n_q, n_k):
+    """mha_flops equals what PyTorch's FlopCounterMode counts on a step-by-step forward pass."""
+    import math
+
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from attnlib.mha import merge_heads, split_heads
+
+    torch.manual_seed(0)
+    m = MultiHeadAttention(d, h, num_kv_heads=kv)
+    xq, xkv = torch.randn(2, n_q, d), torch.randn(2, n_k, d)
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        Q = split_heads(m.project(xq, m.W_Q, m.b_Q), h)
+        K = split_heads(m.project(xkv, m.W_K, m.b_K), kv).repeat_interleave(h // kv, dim=1)
+        V = split_heads(m.project(xkv, m.W_V, m.b_V), kv).repeat_interleave(h // kv, dim=1)
+        w = torch.softmax(Q @ K.transpose(-2, -1) / math.sqrt(m.d_k), dim=-1)
+        out = m.project(merge_heads(w @ V), m.W_O, m.b_O)
+    with torch.no_grad():
+        assert torch.allclose(out, m(xq, xkv), atol=1e-5)  # the counted pass is the module's computation
+    assert counter.get_total_flops() == mha_flops(d, h, n_q, n_k, batch=2, num_kv_heads=kv)["total"]
