@@ -3,6 +3,7 @@
 ``pooling_cost``       parameters and forward time of one pooling module
 ``cls_attention``      the [CLS] query's weights over the input positions, first block
 ``pooling_weights``    the weights of a learned attention pooling over the positions
+``attention_to``       how much attention the first block's queries pay to chosen positions
 ``length_accuracy``    accuracy of several trained models on test sets of several lengths
 ``logistic_baseline``  logistic regression on flattened inputs (e.g. raw pixels)
 
@@ -84,6 +85,29 @@ def pooling_weights(model: SequenceClassifier, X: torch.Tensor) -> torch.Tensor:
     if not isinstance(model.pool, AttentionPooling):
         raise ValueError("pooling_weights needs a model with pooling='attention'")
     return model.pool.weights(model.encoder(X))
+
+
+@torch.no_grad()
+def attention_to(model: SequenceClassifier, X: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Total first-block attention weight on the positions where ``mask`` is True.
+
+    ``X``: ``(batch, n)`` token ids or ``(batch, n, input_dim)``; ``mask``: ``(batch, n)`` bool.
+    Returns ``(batch,)``: for each sequence, the weight the queries put on the masked keys,
+    averaged over heads and over the ``n`` input positions as queries (a [CLS] position,
+    if any, is left out as query and as key). Uniform attention would give
+    ``mask.sum(1) / n``.
+    """
+    enc = model.encoder
+    if len(enc.blocks) == 0:
+        raise ValueError("attention_to needs a model with at least one block")
+    block = enc.blocks[0]
+    h = _embed(enc, X)
+    if block.norm == "pre":
+        h = block.ln1(h)
+    _, w = block.attn(h, return_weights=True)  # (batch, heads, n', n')
+    if enc.cls is not None:
+        w = w[:, :, 1:, 1:]
+    return (w * mask[:, None, None, :].to(w.dtype)).sum(-1).mean((1, 2))
 
 
 def length_accuracy(models, tests: dict) -> np.ndarray:

@@ -5,7 +5,8 @@ import torch
 
 from attnlib.models import SequenceClassifier
 from attnlib.pooling import POOLINGS
-from attnlib.readout import cls_attention, length_accuracy, logistic_baseline, pooling_cost, pooling_weights
+from attnlib.readout import (attention_to, cls_attention, length_accuracy, logistic_baseline, pooling_cost,
+                             pooling_weights)
 from attnlib.tasks import find_the_needle
 
 
@@ -36,6 +37,28 @@ def test_cls_attention_refuses_other_poolings():
         cls_attention(m, torch.zeros(1, 3, dtype=torch.long))
     with pytest.raises(ValueError):
         pooling_weights(m, torch.zeros(1, 3, dtype=torch.long))
+
+
+@pytest.mark.parametrize("pooling", ["mean", "cls"])
+def test_attention_to_all_and_none(pooling):
+    torch.manual_seed(0)
+    m = SequenceClassifier(2, 8, 2, 1, vocab_size=5, pooling=pooling, positions=None)
+    X = torch.randint(0, 5, (3, 6))
+    everything = attention_to(m, X, torch.ones(3, 6, dtype=torch.bool))
+    nothing = attention_to(m, X, torch.zeros(3, 6, dtype=torch.bool))
+    one = attention_to(m, X, torch.arange(6).expand(3, 6) == 2)
+    assert everything.shape == (3,) and torch.allclose(nothing, torch.zeros(3))
+    assert (one > 0).all() and (one < everything + 1e-6).all()
+    if pooling == "mean":  # no [CLS]: the weights over the n keys sum to 1
+        assert torch.allclose(everything, torch.ones(3), atol=1e-5)
+    else:  # the [CLS] key is left out, so less than 1 remains
+        assert (everything < 1).all()
+
+
+def test_attention_to_refuses_models_without_blocks():
+    m = SequenceClassifier(2, 8, 2, 0, vocab_size=5, pooling="mean", positions=None)
+    with pytest.raises(ValueError):
+        attention_to(m, torch.zeros(1, 3, dtype=torch.long), torch.ones(1, 3, dtype=torch.bool))
 
 
 def test_pooling_weights_sum_to_one():
