@@ -14,7 +14,6 @@ Post-LN (Vaswani et al. 2017, "Add & Norm")::
 ``mlp=False`` drops the second line. ``attn_act`` and ``stream_act`` are the
 identity unless asked for: chapter 1 asks what happens if they are not.
 """
-import torch
 import torch.nn as nn
 
 from .mha import ACTIVATIONS, MultiHeadAttention

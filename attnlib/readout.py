@@ -46,20 +46,6 @@ def pooling_cost(name: str, d_model: int, n: int, *, batch: int = 32, repeats: i
             "sequential_steps": n if name == "rnn" else 1}
 
 
-def _embed(encoder, X):
-    """The encoder's input to its first block: embeddings (+ [CLS]) (+ positions)."""
-    h = encoder.embed(X)
-    if encoder.cls is not None:
-        h = torch.cat([encoder.cls.expand(h.shape[0], 1, -1), h], dim=1)
-    n = h.shape[1]
-    if encoder.positions == "learned":
-        h = h + encoder.pos.weight[:n]
-    elif encoder.positions == "sinusoidal":
-        from .models import sinusoidal_positions
-        h = h + sinusoidal_positions(n, encoder.d_model, h.device, h.dtype)
-    return h
-
-
 @torch.no_grad()
 def cls_attention(model: SequenceClassifier, X: torch.Tensor) -> torch.Tensor:
     """The [CLS] query's attention over the input positions in the first block, averaged over heads.
@@ -72,7 +58,7 @@ def cls_attention(model: SequenceClassifier, X: torch.Tensor) -> torch.Tensor:
     if enc.cls is None or len(enc.blocks) == 0:
         raise ValueError("cls_attention needs a model with pooling='cls' and at least one block")
     block = enc.blocks[0]
-    h = _embed(enc, X)
+    h = enc.embed_input(X)
     if block.norm == "pre":
         h = block.ln1(h)
     _, w = block.attn(h, return_weights=True)  # (batch, heads, n+1, n+1)
@@ -101,7 +87,7 @@ def attention_to(model: SequenceClassifier, X: torch.Tensor, mask: torch.Tensor)
     if len(enc.blocks) == 0:
         raise ValueError("attention_to needs a model with at least one block")
     block = enc.blocks[0]
-    h = _embed(enc, X)
+    h = enc.embed_input(X)
     if block.norm == "pre":
         h = block.ln1(h)
     _, w = block.attn(h, return_weights=True)  # (batch, heads, n', n')

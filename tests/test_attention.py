@@ -6,7 +6,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import attnlib.attention  # noqa: F401  (the module; attnlib.attention is also the function's name)
 from attnlib.attention import NORMALISERS, attention, elu_feature_map, explicit_softmax, linear_attention_weights
 
 

@@ -1,9 +1,5 @@
 """Chapter 2's checkers: right answers pass, typical mistakes get a hint, odd answers no traceback."""
-import math
-
 import pytest
-import torch
-import torch.nn.functional as F
 
 from attnlib.checks.shapes import (_per_head, check_merge_heads, check_mha_from_heads,
                                    check_parameter_count, check_split_heads)

@@ -21,7 +21,6 @@ import builtins
 import importlib
 import inspect
 import json
-import math
 import os
 import pkgutil
 import re
