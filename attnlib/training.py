@@ -89,7 +89,9 @@ def train(build: Callable[[], torch.nn.Module], data, *, seeds, steps, lr=1e-3, 
         return loss_fn(functional_call(base, (p, b), (xb,)), yb)
 
     batched_loss = vmap(one_loss)
-    opt = torch.optim.AdamW(params.values(), lr=lr, weight_decay=weight_decay)
+    # foreach: one fused update over all tensors instead of a Python loop over them. On the CPU
+    # torch does not choose it by default; it gives the same numbers, much faster for tiny models.
+    opt = torch.optim.AdamW(params.values(), lr=lr, weight_decay=weight_decay, foreach=True)
 
     with explicit_softmax():  # the fused kernel has no vmap batching rule: it would fall back slowly
         history = _loop(params, buffers, batched_loss, opt, sets, gens, seeds, steps, lr, batch_size,
