@@ -97,3 +97,15 @@ def test_task_labels_are_right():
     assert torch.equal((n.X == 0).any(1).long(), n.y)
     c = tasks.counting(20, 6, vocab_size=3, seed=0)
     assert torch.equal(c.y[0], torch.tensor([int((c.X[0] == t).sum()) - 1 for t in c.X[0]]))
+
+
+def test_foreach_adamw_gives_the_same_numbers(monkeypatch):
+    """train() uses AdamW(foreach=True) for speed; it must not change a single number."""
+    histories = {}
+    original = torch.optim.AdamW
+    for foreach in (False, True):
+        monkeypatch.setattr(torch.optim, "AdamW", lambda *a, _f=foreach, **k: original(*a, **{**k, "foreach": _f}))
+        _, h = training.train(small_model, data(), seeds=[3, 4], steps=20, lr=1e-2, weight_decay=0.01,
+                              clip_norm=1.0, progress=False)
+        histories[foreach] = h.loss
+    assert np.array_equal(histories[False], histories[True])
