@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 # The CPU build of torch. On a machine whose pip cannot find it, use e.g.
-#   make test TORCH_INDEX=--extra-index-url=https://download.pytorch.org/whl/cpu
+#   make test TORCH_INDEX=--index-url=https://download.pytorch.org/whl/cpu
 TORCH       ?= torch==2.13.0
 TORCH_INDEX ?=
 export OMP_NUM_THREADS ?= 1
