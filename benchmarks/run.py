@@ -27,15 +27,6 @@ import torch
 from attnlib import MultiHeadAttention, attention
 
 
-def median_time(fn, repeats):
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
-
-
 def interleaved(fns, repeats, warmup=2):
     """Median seconds of each function, alternating between them each round."""
     for fn in fns:
