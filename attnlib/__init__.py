@@ -2,7 +2,8 @@
 
 One idea per module:
 
-- :mod:`attnlib.attention`  scaled dot-product attention with pluggable normalisers
+- :mod:`attnlib.sdpa`       scaled dot-product attention with pluggable normalisers; its
+                            function ``attention`` is also ``attnlib.attention``
 - :mod:`attnlib.mha`        MultiHeadAttention with explicit W_Q, W_K, W_V, W_O
 - :mod:`attnlib.block`      TransformerBlock: pre-LN / post-LN / no norm and other switches
 - :mod:`attnlib.pooling`    cls / mean / max / attention / last / rnn pooling
@@ -23,7 +24,7 @@ And one module of measurements per chapter:
 - :mod:`attnlib.alternatives`  (4) timing, FLOP counts, linear attention as a recurrence
 - :mod:`attnlib.readout`       (5) pooling costs, [CLS] and pooling weights, a logistic baseline
 """
-from .attention import NORMALISERS, attention
+from .sdpa import NORMALISERS, attention
 from .block import MLP, TransformerBlock
 from .config import base_seed, by_scale, scale, seeds
 from .mha import MultiHeadAttention, merge_heads, split_heads

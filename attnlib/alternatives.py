@@ -14,7 +14,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from .attention import elu_feature_map
+from .sdpa import elu_feature_map
 from .mha import MultiHeadAttention
 
 

@@ -19,7 +19,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .attention import attention
+from .sdpa import attention
 
 ACTIVATIONS = {None: None, "relu": F.relu, "gelu": F.gelu, "tanh": torch.tanh}
 
@@ -59,7 +59,7 @@ class MultiHeadAttention(nn.Module):
         bias: whether the four projections have biases.
         use_W_V: if False, V = X (no value projection; needs num_kv_heads == num_heads).
         use_W_O: if False, the output is the concatenated heads (W_O = identity).
-        normaliser: how scores become weights, see :func:`attnlib.attention.attention`.
+        normaliser: how scores become weights, see :func:`attnlib.sdpa.attention`.
         qkv_activation: optional activation applied to Q, K and V right after
             their projections (``"relu"``, ``"gelu"``, ``"tanh"``); chapter 1.
     """

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch.func import functional_call, stack_module_state, vmap
 from tqdm.auto import tqdm
 
-from .attention import explicit_softmax
+from .sdpa import explicit_softmax
 from .tasks import IGNORE
 
 

@@ -7,7 +7,7 @@ import torch
 
 from attnlib.alternatives import (LogLogFit, ShiftRecall, attention_flops, crossover, fit_loglog,
                                   linear_attention_recurrent, predicted_crossover, time_fn)
-from attnlib.attention import attention
+from attnlib.sdpa import attention
 from attnlib.tasks import associative_recall
 
 

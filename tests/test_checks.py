@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from attnlib.attention import attention
+from attnlib.sdpa import attention
 from attnlib.checks.notation import check_attention
 
 

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from attnlib.alternatives import linear_attention_recurrent
-from attnlib.attention import attention
+from attnlib.sdpa import attention
 from attnlib.checks.softmax_alternatives import (check_linear_recurrence, check_relu_attention,
                                                  check_sigmoid_attention)
 

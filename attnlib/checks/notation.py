@@ -3,7 +3,7 @@ import math
 
 import torch
 
-from ..attention import attention
+from ..sdpa import attention
 from .core import check_function
 
 

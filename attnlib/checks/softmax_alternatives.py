@@ -9,7 +9,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from ..attention import attention
+from ..sdpa import attention
 from .core import CheckResult, check_function
 
 

@@ -1,4 +1,4 @@
-"""attnlib.attention: equal to PyTorch where they overlap; each normaliser as specified."""
+"""attnlib.sdpa: equal to PyTorch where they overlap; each normaliser as specified."""
 import math
 import sys
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from attnlib.attention import NORMALISERS, attention, elu_feature_map, explicit_softmax, linear_attention_weights
+from attnlib.sdpa import NORMALISERS, attention, elu_feature_map, explicit_softmax, linear_attention_weights
 
 
 def rand(*shape, dtype=torch.float64, seed=0):
@@ -17,7 +17,7 @@ def rand(*shape, dtype=torch.float64, seed=0):
 @pytest.fixture(params=[False, True], ids=["explicit", "fused"])
 def fused(request, monkeypatch):
     """Run a test with attnlib's explicit softmax path and with the fused-kernel shortcut."""
-    monkeypatch.setattr(sys.modules["attnlib.attention"], "USE_FUSED_KERNEL", request.param)
+    monkeypatch.setattr(sys.modules["attnlib.sdpa"], "USE_FUSED_KERNEL", request.param)
     return request.param
 
 
