@@ -2,9 +2,12 @@
 
 ``ATTNLIB_SEED``  base seed of all experiments (default 0). Change it to check
                   that a chapter's conclusions do not hang on one seed.
-``ATTNLIB_SCALE`` ``fast`` (default: what CI and the website run, under 60 s a
+``ATTNLIB_SCALE`` ``fast`` (default: what CI and the website run, under 90 s a
                   notebook on one core) or ``full`` (bigger runs, for readers
                   with time or a GPU).
+``ATTNLIB_DEVICE`` where :func:`attnlib.training.train` trains (default ``cpu``,
+                  so that results are the same everywhere; e.g. ``cuda`` to use
+                  a GPU with ``ATTNLIB_SCALE=full``).
 
 Example::
 
@@ -30,6 +33,22 @@ def scale() -> str:
     if raw not in _SCALES:
         raise ValueError(f"ATTNLIB_SCALE must be one of {_SCALES}, got {raw!r}")
     return raw
+
+
+def device() -> str:
+    """The torch device from ``ATTNLIB_DEVICE`` (default ``'cpu'``), checked to exist."""
+    import torch
+
+    raw = os.environ.get("ATTNLIB_DEVICE", "cpu").strip() or "cpu"
+    try:
+        dev = torch.device(raw)
+    except RuntimeError:
+        raise ValueError(f"ATTNLIB_DEVICE must name a torch device such as 'cpu' or 'cuda', got {raw!r}") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"ATTNLIB_DEVICE={raw!r} but torch finds no CUDA device here; unset it to use the CPU")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"ATTNLIB_DEVICE={raw!r} but torch finds no MPS device here; unset it to use the CPU")
+    return str(dev)
 
 
 def by_scale(fast, full):

@@ -53,6 +53,34 @@ def seed_band(ax, x, Y, label=None, color=None, kind="sd", **kwargs):
     return line
 
 
+def learning_curves(ax, histories, which="loss", kind="sd", logy=None, ylabel=None):
+    """Learning curves of several configurations, one line (mean over seeds) and band each.
+
+    Args:
+        histories: ``{name: History}`` as returned by :func:`attnlib.training.train`.
+        which: ``"loss"`` (the training loss, log axis by default) or ``"eval"`` (what
+            ``train``'s ``evaluate`` measured, e.g. held-out accuracy).
+        kind: the band, as in :func:`seed_band` (``"sd"`` or ``"minmax"``).
+
+    Returns ``ax``, with a legend and axis labels.
+    """
+    if which not in ("loss", "eval"):
+        raise ValueError(f"which must be 'loss' or 'eval', got {which!r}")
+    if not histories:
+        raise ValueError("histories is empty")
+    for i, (name, h) in enumerate(histories.items()):
+        x, Y = (h.step, h.loss) if which == "loss" else (h.eval_step, h.eval)
+        if Y is None:
+            raise ValueError(f"{name!r} has no evaluations: train it with evaluate=...")
+        seed_band(ax, x, Y, label=name, color=PALETTE[i % len(PALETTE)], kind=kind)
+    if logy if logy is not None else which == "loss":
+        ax.set_yscale("log")
+    ax.set_xlabel("training step")
+    ax.set_ylabel(ylabel or ("training loss" if which == "loss" else "held-out score"))
+    ax.legend(fontsize=8)
+    return ax
+
+
 def bars_ci(ax, summary, label_key="config", value_label=None, colors=None, show_points=None):
     """Bars of ``summary`` rows (from :func:`attnlib.stats.summarise`) with 95 % CI whiskers.
 

@@ -21,6 +21,7 @@ from torch.func import functional_call, stack_module_state, vmap
 from tqdm.auto import tqdm
 
 from .sdpa import explicit_softmax
+from .config import device as default_device
 from .tasks import IGNORE
 
 
@@ -28,6 +29,8 @@ class History(NamedTuple):
     step: np.ndarray  # (T,) the steps at which the loss was logged
     loss: np.ndarray  # (num_seeds, T) training loss per seed, averaged since the last log
     lr: np.ndarray  # (T,) learning rate at those steps
+    eval_step: np.ndarray | None = None  # (E,) the steps at which ``evaluate`` ran (None: never)
+    eval: np.ndarray | None = None  # (num_seeds, E) what ``evaluate`` returned, per seed
 
 
 def loss_fn(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -47,7 +50,7 @@ def lr_at(step: int, steps: int, lr: float, warmup_steps: int, schedule: str) ->
 
 def train(build: Callable[[], torch.nn.Module], data, *, seeds, steps, lr=1e-3, batch_size=64,
           weight_decay=0.0, warmup_steps=0, schedule="cosine", clip_norm=None, log_every=None,
-          progress=True, desc=None):
+          evaluate=None, eval_every=None, device=None, progress=True, desc=None):
     """Train one model per seed, all seeds at once.
 
     Args:
@@ -60,6 +63,11 @@ def train(build: Callable[[], torch.nn.Module], data, *, seeds, steps, lr=1e-3, 
         warmup_steps, schedule: see :func:`lr_at` (``"cosine"`` or ``"constant"``).
         clip_norm: clip each seed's gradient norm to this value (None: no clipping).
         log_every: log the loss every this many steps (default: about 50 points).
+        evaluate: optional ``model -> float`` (e.g. held-out accuracy), run on every seed's
+            model every ``eval_every`` steps and after the last one: learning curves of what
+            the chapter measures, not only of the training loss. Its cost adds to training.
+        eval_every: default about 10 evaluations over the run.
+        device: where to train (default :func:`attnlib.config.device`, from ``ATTNLIB_DEVICE``).
         progress: show a ``tqdm.auto`` progress bar.
 
     Returns:
@@ -70,16 +78,21 @@ def train(build: Callable[[], torch.nn.Module], data, *, seeds, steps, lr=1e-3, 
         raise ValueError("seeds must not be empty")
     if schedule not in ("cosine", "constant"):
         raise ValueError(f"schedule must be 'cosine' or 'constant', got {schedule!r}")
+    if steps < 1:
+        raise ValueError(f"steps must be at least 1, got {steps}")
     log_every = log_every or max(1, steps // 50)
+    eval_every = eval_every or max(1, steps // 10)
+    device = torch.device(device or default_device())
 
     models = []
     for s in seeds:
         torch.manual_seed(s)
-        models.append(build())
+        models.append(build().to(device))
     sets = [data(s) for s in seeds] if callable(data) else [data] * len(seeds)
     for X, y in sets:
         if len(X) != len(y):
             raise ValueError(f"X and y must have the same number of examples, got {len(X)} and {len(y)}")
+    sets = [(X.to(device), y.to(device)) for X, y in sets]
     gens = [torch.Generator().manual_seed(s + 1_000_003) for s in seeds]
 
     params, buffers = stack_module_state(models)  # each tensor: (num_seeds, ...)
@@ -93,30 +106,40 @@ def train(build: Callable[[], torch.nn.Module], data, *, seeds, steps, lr=1e-3, 
     # torch does not choose it by default; it gives the same numbers, much faster for tiny models.
     opt = torch.optim.AdamW(params.values(), lr=lr, weight_decay=weight_decay, foreach=True)
 
+    def unstack():
+        """Load each seed's current parameters into its own model (in eval mode)."""
+        for i, model in enumerate(models):
+            model.load_state_dict({k: v[i].detach().clone() for k, v in {**params, **buffers}.items()})
+            model.eval()
+        return models
+
+    eval_steps, eval_values = [], []
+
+    def run_eval(step):
+        eval_steps.append(step)
+        eval_values.append([float(evaluate(m)) for m in unstack()])
+
+    hook = (run_eval, eval_every) if evaluate is not None else None
     with explicit_softmax():  # the fused kernel has no vmap batching rule: it would fall back slowly
         history = _loop(params, buffers, batched_loss, opt, sets, gens, seeds, steps, lr, batch_size,
-                        warmup_steps, schedule, clip_norm, log_every, progress, desc)
-
-    trained = []
-    for i, model in enumerate(models):
-        state = {k: v[i].detach().clone() for k, v in {**params, **buffers}.items()}
-        model.load_state_dict(state)
-        model.eval()
-        trained.append(model)
+                        warmup_steps, schedule, clip_norm, log_every, hook, progress, desc)
+    trained = unstack()
+    if evaluate is not None:
+        history = history._replace(eval_step=np.array(eval_steps), eval=np.array(eval_values).T)
     return trained, history
 
 
 def _loop(params, buffers, batched_loss, opt, sets, gens, seeds, steps, lr, batch_size,
-          warmup_steps, schedule, clip_norm, log_every, progress, desc):
-    """The optimisation loop of :func:`train`; returns its History."""
+          warmup_steps, schedule, clip_norm, log_every, hook, progress, desc):
+    """The optimisation loop of :func:`train`; returns its History. ``hook``: ``(fn, every)`` or None."""
     logged_steps, logged_loss, logged_lr = [], [], []
-    running = torch.zeros(len(seeds))
+    running = torch.zeros(len(seeds), device=next(iter(params.values())).device)
     bar = tqdm(range(steps), desc=desc, disable=not progress, mininterval=1.0)
     for step in bar:
         rate = lr_at(step, steps, lr, warmup_steps, schedule)
         for group in opt.param_groups:
             group["lr"] = rate
-        idx = [torch.randint(0, len(X), (batch_size,), generator=g) for g, (X, _) in zip(gens, sets)]
+        idx = [torch.randint(0, len(X), (batch_size,), generator=g).to(X.device) for g, (X, _) in zip(gens, sets)]
         xb = torch.stack([X[i] for i, (X, _) in zip(idx, sets)])  # (num_seeds, batch, ...)
         yb = torch.stack([y[i] for i, (_, y) in zip(idx, sets)])
         losses = batched_loss(params, buffers, xb, yb)  # (num_seeds,)
@@ -129,9 +152,11 @@ def _loop(params, buffers, batched_loss, opt, sets, gens, seeds, steps, lr, batc
         if (step + 1) % log_every == 0 or step + 1 == steps:
             n = (step % log_every) + 1
             logged_steps.append(step + 1)
-            logged_loss.append((running / n).numpy().copy())
+            logged_loss.append((running / n).cpu().numpy().copy())
             logged_lr.append(rate)
             running.zero_()
+        if hook is not None and ((step + 1) % hook[1] == 0 or step + 1 == steps):
+            hook[0](step + 1)
     return History(np.array(logged_steps), np.stack(logged_loss, axis=1), np.array(logged_lr))
 
 
@@ -147,10 +172,11 @@ def _clip_per_seed(tensors, max_norm):
 def accuracy(model: torch.nn.Module, X: torch.Tensor, y: torch.Tensor, batch_size: int = 1024) -> float:
     """Fraction of labelled positions (``y != IGNORE``) where the argmax logit is the label."""
     model.eval()
+    where = next(model.parameters()).device
     correct, total = 0, 0
     for start in range(0, len(X), batch_size):
-        pred = model(X[start:start + batch_size]).argmax(-1)
-        yb = y[start:start + batch_size]
+        pred = model(X[start:start + batch_size].to(where)).argmax(-1)
+        yb = y[start:start + batch_size].to(where)
         keep = yb != IGNORE
         correct += (pred[keep] == yb[keep]).sum().item()
         total += keep.sum().item()
@@ -158,7 +184,7 @@ def accuracy(model: torch.nn.Module, X: torch.Tensor, y: torch.Tensor, batch_siz
 
 
 def run_grid(configs: dict, build: Callable[..., torch.nn.Module], data, evaluate: Callable, *,
-             seeds, progress=True, **train_kwargs) -> list:
+             seeds, progress=True, return_histories=False, **train_kwargs):
     """Train every configuration on every seed; return a tidy table (a list of rows).
 
     Args:
@@ -169,19 +195,23 @@ def run_grid(configs: dict, build: Callable[..., torch.nn.Module], data, evaluat
         data: as in :func:`train`.
         evaluate: ``(model, seed) -> dict`` of metrics for one trained model.
         seeds: list of seeds, used for every configuration.
+        return_histories: also return ``{name: History}``, for learning curves
+            (:func:`attnlib.plotting.learning_curves`) and convergence checks
+            (:func:`attnlib.evidence.converged`).
 
     Returns:
         One dict per (configuration, seed): ``{"config": name, "seed": s,
-        "final_loss": ..., **metrics}``.
+        "final_loss": ..., **metrics}``; with ``return_histories``, ``(rows, histories)``.
     """
-    rows = []
+    rows, histories = [], {}
     bar = tqdm(total=len(configs), desc="configurations", disable=not progress)
     for name, kwargs in configs.items():
         kwargs = dict(kwargs)
         tk = {**train_kwargs, **kwargs.pop("train", {})}
         models, hist = train(lambda: build(**kwargs), data, seeds=seeds, progress=False, **tk)
+        histories[name] = hist
         for i, (s, m) in enumerate(zip(seeds, models)):
             rows.append({"config": name, "seed": s, "final_loss": float(hist.loss[i, -1]), **evaluate(m, s)})
         bar.update(1)
     bar.close()
-    return rows
+    return (rows, histories) if return_histories else rows

@@ -72,6 +72,13 @@ def test_run_grid_returns_tidy_rows_and_stats():
     diff = paired_difference(rows, "acc", "max", "mean")
     assert diff["n"] == 3
     assert "config" in format_table(s, ["config", "mean", "ci95"])
+    rows2, hists = training.run_grid(
+        {"mean": dict(pooling="mean")},
+        lambda pooling: SequenceClassifier(2, 8, 1, 0, vocab_size=8, pooling=pooling, positions=None),
+        (d.X, d.y), lambda m, s: {"acc": training.accuracy(m, d.X, d.y)},
+        seeds=[0, 1, 2], steps=5, progress=False, return_histories=True)
+    assert list(hists) == ["mean"] and hists["mean"].loss.shape[0] == 3
+    assert [r["acc"] for r in rows2] == [r["acc"] for r in rows[:3]]
 
 
 def test_tasks_are_deterministic():
@@ -109,3 +116,46 @@ def test_foreach_adamw_gives_the_same_numbers(monkeypatch):
                               clip_norm=1.0, progress=False)
         histories[foreach] = h.loss
     assert np.array_equal(histories[False], histories[True])
+
+
+def test_evaluate_hook_gives_curves_of_the_metric():
+    d = tasks.majority(512, 9, num_classes=3, seed=0)
+    calls = []
+
+    def evaluate(m):
+        calls.append(m)
+        return training.accuracy(m, d.X, d.y)
+
+    models, h = training.train(lambda: SequenceClassifier(3, 16, 2, 1, vocab_size=3, pooling="mean", positions=None),
+                               (d.X, d.y), seeds=[0, 1], steps=40, lr=3e-3, eval_every=10,
+                               evaluate=evaluate, progress=False)
+    assert list(h.eval_step) == [10, 20, 30, 40] and h.eval.shape == (2, 4)
+    assert len(calls) == 8
+    # the last evaluation is of the returned models
+    assert np.allclose(h.eval[:, -1], [training.accuracy(m, d.X, d.y) for m in models])
+    # evaluating does not change the training path
+    _, plain = training.train(lambda: SequenceClassifier(3, 16, 2, 1, vocab_size=3, pooling="mean", positions=None),
+                              (d.X, d.y), seeds=[0, 1], steps=40, lr=3e-3, progress=False)
+    assert np.array_equal(plain.loss, h.loss) and plain.eval is None
+
+
+def test_device_is_read_from_the_environment(monkeypatch):
+    from attnlib import config
+
+    monkeypatch.delenv("ATTNLIB_DEVICE", raising=False)
+    assert config.device() == "cpu"
+    monkeypatch.setenv("ATTNLIB_DEVICE", "no-such-device")
+    with pytest.raises(ValueError, match="ATTNLIB_DEVICE"):
+        config.device()
+    if not torch.cuda.is_available():
+        monkeypatch.setenv("ATTNLIB_DEVICE", "cuda")
+        with pytest.raises(ValueError, match="no CUDA"):
+            config.device()
+    monkeypatch.setenv("ATTNLIB_DEVICE", "cpu")
+    models, _ = training.train(small_model, data(), seeds=[0], steps=2, progress=False)
+    assert next(models[0].parameters()).device.type == "cpu"
+
+
+def test_train_refuses_zero_steps():
+    with pytest.raises(ValueError, match="steps"):
+        training.train(small_model, data(), seeds=[0], steps=0, progress=False)
