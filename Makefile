@@ -11,7 +11,21 @@ TORCH       ?= torch==2.13.0
 TORCH_INDEX ?=
 export OMP_NUM_THREADS ?= 1
 
-.PHONY: setup vendor book test test-lib test-notebooks benchmark execute student clean
+# How many notebooks run at once in the tests, the seed gate and `make robustness`.
+JOBS ?= 2
+# `make robustness SEEDS="101 202" [CHAPTERS="chapters/01_activation.ipynb ..."]`
+SEEDS    ?=
+CHAPTERS ?=
+
+.PHONY: setup vendor book test test-lib test-notebooks seed-gate robustness benchmark execute student clean preflight-book preflight-test
+
+# System packages (npm; Chromium for the tests): installed with apt-get when run as root,
+# otherwise make stops here, before any long step, naming the command to run.
+preflight-book:
+	@bash scripts/preflight.sh book
+
+preflight-test:
+	@bash scripts/preflight.sh test
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,14 +44,28 @@ setup: $(VENV)/.installed
 vendor: $(BIN)/python
 	$(BIN)/python scripts/vendor_assets.py
 
-book: setup vendor
+book: preflight-book setup vendor
 	$(BIN)/jupyter-book build . -W -n --keep-going
 
 # The site is built first (warnings are errors), so that the browser tests
-# (tests/test_site.py, headless /usr/bin/chromium) can check it.
-test: setup vendor
+# (tests/test_site.py, headless /usr/bin/chromium) can check it. pytest runs the unit
+# tests, the browser tests and nbval (every notebook at its committed seed, outputs
+# compared) on $(JOBS) workers; then the rotating-seed gate runs the chapters of
+# tests/seed_gate.txt again with a base seed derived from the commit (CONTRIBUTING.md).
+test: preflight-test setup vendor
+	@$(BIN)/python scripts/seed_gate.py --print-seed
 	$(BIN)/jupyter-book build . -W -n --keep-going
-	SITE_TESTS=required $(BIN)/python -m pytest tests chapters --nbval --nbval-sanitize-with tests/sanitize.cfg
+	SITE_TESTS=required $(BIN)/python -m pytest tests chapters --nbval --nbval-sanitize-with tests/sanitize.cfg \
+		-n $(JOBS) --dist loadfile
+	$(BIN)/python scripts/seed_gate.py --rotating --jobs $(JOBS)
+
+seed-gate: setup
+	$(BIN)/python scripts/seed_gate.py --rotating --jobs $(JOBS)
+
+# Every chapter (or CHAPTERS) for every seed in SEEDS, $(JOBS) at once: a table of pass/fail.
+robustness: setup
+	@test -n "$(SEEDS)" || { echo 'usage: make robustness SEEDS="101 202 ..." [CHAPTERS="chapters/..."]'; exit 2; }
+	$(BIN)/python scripts/seed_gate.py --seeds $(SEEDS) $(if $(CHAPTERS),--chapters $(CHAPTERS)) --jobs $(JOBS)
 
 test-lib: setup
 	$(BIN)/python -m pytest tests -q
