@@ -99,10 +99,27 @@ class MultiHeadAttention(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self):
-        """Xavier-uniform matrices, zero biases (as torch.nn.MultiheadAttention's projections)."""
-        for W in (self.W_Q, self.W_K, self.W_V, self.W_O):
+        """Initialise as ``torch.nn.MultiheadAttention`` does (same distributions, not the same draws).
+
+        - ``W_Q``, ``W_K``, ``W_V``: every entry uniform on ``(-a, a)`` with
+          ``a = sqrt(6 / (d_model + 3 d_model))``. torch Xavier-initialises its packed
+          ``(3 d_model, d_model)`` ``in_proj_weight``, whose fan-out is ``3 d_model``, so
+          each of its three blocks gets this bound: ``sqrt(2)`` smaller than a
+          Xavier init of a ``d_model x d_model`` matrix on its own. With
+          ``num_kv_heads < num_heads`` (a layer torch does not have), ``W_K`` and ``W_V``
+          keep the same bound, so that every head's scores have torch's variance.
+        - ``W_O``: ``nn.Linear``'s default (Kaiming-uniform with ``a = sqrt(5)``),
+          uniform on ``(-1/sqrt(fan_in), 1/sqrt(fan_in))`` with ``fan_in = num_heads * d_v``,
+          as torch's ``out_proj``.
+        - biases: zero, as torch's ``in_proj_bias`` and ``out_proj.bias``.
+        """
+        a = (6.0 / (self.d_model + 3 * self.d_model)) ** 0.5
+        for W in (self.W_Q, self.W_K, self.W_V):
             if W is not None:
-                nn.init.xavier_uniform_(W)
+                nn.init.uniform_(W, -a, a)
+        if self.W_O is not None:
+            bound = 1.0 / self.W_O.shape[0] ** 0.5  # W_O is (fan_in, fan_out) in attnlib's layout
+            nn.init.uniform_(self.W_O, -bound, bound)
         for b in (self.b_Q, self.b_K, self.b_V, self.b_O):
             if b is not None:
                 nn.init.zeros_(b)

@@ -206,3 +206,50 @@ def test_block_variants_keep_shape(kwargs):
     assert y.shape == x.shape and torch.isfinite(y).all()
     if kwargs.get("stream_activation") == "relu":
         assert (y >= 0).all()
+
+
+def _init_stats(make, d_model=256, num_heads=8, seeds=range(3)):
+    """Per-entry std of W_Q, W_K, W_V, W_O and the variance of head 0's scores at init."""
+    d_k = d_model // num_heads
+    x = torch.randn(4, 64, d_model, generator=torch.Generator().manual_seed(123))
+    stats = {k: [] for k in ("W_Q", "W_K", "W_V", "W_O", "score_var")}
+    for s in seeds:
+        torch.manual_seed(s)
+        W_Q, W_K, W_V, W_O = make()  # attnlib's layout: (d_in, d_out)
+        for k, W in zip(("W_Q", "W_K", "W_V", "W_O"), (W_Q, W_K, W_V, W_O)):
+            stats[k].append(W.std().item())
+        scores = (x @ W_Q[:, :d_k]) @ (x @ W_K[:, :d_k]).transpose(-2, -1) / d_k ** 0.5
+        stats["score_var"].append(scores.var().item())
+    return {k: sum(v) / len(v) for k, v in stats.items()}
+
+
+def test_init_matches_torch_multihead_attention_in_distribution():
+    def torch_weights():
+        m = nn.MultiheadAttention(256, 8, batch_first=True)
+        W = m.in_proj_weight.detach()
+        assert (m.in_proj_bias == 0).all() and (m.out_proj.bias == 0).all()
+        return W[:256].T, W[256:512].T, W[512:].T, m.out_proj.weight.detach().T
+
+    def our_weights():
+        m = MultiHeadAttention(256, 8)
+        assert all((b == 0).all() for b in (m.b_Q, m.b_K, m.b_V, m.b_O))
+        return m.W_Q.detach(), m.W_K.detach(), m.W_V.detach(), m.W_O.detach()
+
+    ref, ours = _init_stats(torch_weights), _init_stats(our_weights)
+    for k in ("W_Q", "W_K", "W_V", "W_O"):
+        assert ours[k] == pytest.approx(ref[k], rel=0.02), (k, ours[k], ref[k])
+    # The old Xavier init of each d x d block gave sqrt(2) larger W_Q, W_K: 4x the score variance.
+    assert ours["score_var"] == pytest.approx(ref["score_var"], rel=0.15), (ours, ref)
+    # The distributions, not only their std: uniform on (-a, a).
+    a = (6 / (4 * 256)) ** 0.5
+    m = MultiHeadAttention(256, 8)
+    assert m.W_Q.abs().max() <= a and m.W_Q.abs().max() > 0.99 * a
+    assert m.W_O.abs().max() <= 256 ** -0.5 and m.W_O.abs().max() > 0.99 * 256 ** -0.5
+
+
+def test_init_of_gqa_keeps_per_entry_scale():
+    m = MultiHeadAttention(256, 8, num_kv_heads=2)
+    full = MultiHeadAttention(256, 8)
+    assert m.W_K.shape == (256, 64)
+    assert m.W_K.std().item() == pytest.approx(full.W_K.std().item(), rel=0.05)
+    assert m.W_V.std().item() == pytest.approx(full.W_V.std().item(), rel=0.05)
