@@ -23,7 +23,41 @@ import torch
 import torch.nn as nn
 
 from .block import TransformerBlock
-from .mha import MultiHeadAttention, merge_heads
+from .mha import ACTIVATIONS, MultiHeadAttention, merge_heads, split_heads
+
+
+def _require_linear_values(mha: MultiHeadAttention, what: str):
+    """OV circuits and the value-bias algebra assume V = X W_V + b_V, with nothing after it."""
+    if mha.qkv_activation is not None:
+        raise ValueError(f"{what} assumes V = X W_V + b_V, but this layer applies "
+                         f"qkv_activation={mha.qkv_activation!r} to V: use qkv_activation=None")
+
+
+def _require_one_value_head_per_query_head(mha: MultiHeadAttention, what: str):
+    if mha.num_kv_heads != mha.num_heads:
+        raise ValueError(f"{what} needs one value head per query head (num_kv_heads == num_heads), "
+                         f"got num_kv_heads={mha.num_kv_heads}, num_heads={mha.num_heads}")
+
+
+def _kv_head(mha: MultiHeadAttention, i: int) -> int:
+    """The key/value head that query head ``i`` reads (grouped-query attention)."""
+    return i // (mha.num_heads // mha.num_kv_heads)
+
+
+def _head_outputs(mha: MultiHeadAttention, x: torch.Tensor) -> torch.Tensor:
+    """Every head's ``head_h = A_h V_h`` for self-attention on ``x``: ``(batch, num_heads, n, d_v)``.
+
+    Computed as the layer does: bias and ``qkv_activation`` on V, each key/value head
+    shared by its group of query heads.
+    """
+    _, weights = mha(x, return_weights=True)  # (batch, h, n, n); also checks x's shape
+    V = mha.project(x, mha.W_V, mha.b_V)  # (batch, n, h_kv * d_v)
+    act = ACTIVATIONS[mha.qkv_activation]
+    if act is not None:
+        V = act(V)
+    V = split_heads(V, mha.num_kv_heads)  # (batch, h_kv, n, d_v)
+    V = V.repeat_interleave(mha.num_heads // mha.num_kv_heads, dim=1)  # (batch, h, n, d_v)
+    return weights @ V
 
 
 def _value_map(mha: MultiHeadAttention, i: int) -> torch.Tensor:
@@ -49,24 +83,18 @@ def ov_matrices(mha: MultiHeadAttention) -> torch.Tensor:
 
     Each has rank at most ``d_v = d_model / num_heads``. Needs ``num_kv_heads == num_heads``.
     """
-    if mha.num_kv_heads != mha.num_heads:
-        raise ValueError("ov_matrices needs one value head per query head (num_kv_heads == num_heads)")
+    _require_one_value_head_per_query_head(mha, "ov_matrices")
     return torch.stack([_value_map(mha, i) @ _output_map(mha, i) for i in range(mha.num_heads)])
 
 
 def head_contributions(mha: MultiHeadAttention, x: torch.Tensor) -> torch.Tensor:
     """What each head adds to the output, ``head_h W_O^h``: ``(batch, num_heads, n, d_model)``.
 
-    Summed over heads and added to ``b_O`` they give ``mha(x)`` (self-attention).
+    Summed over heads and added to ``b_O`` they give ``mha(x)`` (self-attention), for
+    every normaliser, ``qkv_activation`` and number of key/value heads.
     """
-    _, weights = mha(x, return_weights=True)  # (batch, h, n, n)
-    out = []
-    for i in range(mha.num_heads):
-        V = x @ _value_map(mha, i)  # (batch, n, d_v)
-        b_V = mha.b_V[i * mha.d_v:(i + 1) * mha.d_v] if mha.b_V is not None else None
-        if b_V is not None:
-            V = V + b_V
-        out.append((weights[:, i] @ V) @ _output_map(mha, i))  # (batch, n, d_model)
+    heads = _head_outputs(mha, x)  # (batch, h, n, d_v)
+    out = [heads[:, i] @ _output_map(mha, i) for i in range(mha.num_heads)]  # (batch, n, d_model) each
     return torch.stack(out, dim=1)
 
 
@@ -78,6 +106,7 @@ def mha_via_ov(mha: MultiHeadAttention, x: torch.Tensor) -> torch.Tensor:
     """
     if mha.normaliser != "softmax":
         raise ValueError("mha_via_ov assumes softmax weights, whose rows sum to 1")
+    _require_linear_values(mha, "mha_via_ov")
     _, weights = mha(x, return_weights=True)  # (batch, h, n, n)
     OV = ov_matrices(mha)  # (h, d_model, d_model)
     out = torch.einsum("bhqk,bkd,hde->bqe", weights, x, OV)
@@ -85,13 +114,19 @@ def mha_via_ov(mha: MultiHeadAttention, x: torch.Tensor) -> torch.Tensor:
 
 
 def output_bias(mha: MultiHeadAttention) -> torch.Tensor:
-    """The constant the layer adds to every position: ``b_O + sum_h b_V^h W_O^h``, ``(d_model,)``."""
+    """The constant the layer adds to every position: ``b_O + sum_h b_V^h W_O^h``, ``(d_model,)``.
+
+    ``b_V^h`` is the value bias of the key/value head that query head ``h`` reads. A
+    constant only when the rows of the weights sum to 1 (softmax) and V has no activation.
+    """
+    _require_linear_values(mha, "output_bias")
     bias = torch.zeros(mha.d_model, dtype=mha.W_Q.dtype, device=mha.W_Q.device)
     if mha.b_O is not None:
         bias = bias + mha.b_O
     if mha.b_V is not None:
         for i in range(mha.num_heads):
-            bias = bias + mha.b_V[i * mha.d_v:(i + 1) * mha.d_v] @ _output_map(mha, i)
+            g = _kv_head(mha, i)
+            bias = bias + mha.b_V[g * mha.d_v:(g + 1) * mha.d_v] @ _output_map(mha, i)
     return bias
 
 
@@ -104,6 +139,8 @@ def apply_gauge(mha: MultiHeadAttention, Ms) -> MultiHeadAttention:
     """
     if mha.W_V is None or mha.W_O is None:
         raise ValueError("apply_gauge needs both W_V and W_O")
+    _require_one_value_head_per_query_head(mha, "apply_gauge")
+    _require_linear_values(mha, "apply_gauge")
     Ms = torch.as_tensor(Ms, dtype=mha.W_Q.dtype)
     if Ms.shape != (mha.num_heads, mha.d_v, mha.d_v):
         raise ValueError(f"Ms must have shape (num_heads, d_v, d_v) = {(mha.num_heads, mha.d_v, mha.d_v)}, "
@@ -129,6 +166,8 @@ def truncate_ov(mha: MultiHeadAttention, rank: int) -> MultiHeadAttention:
     """
     if mha.W_V is None or mha.W_O is None:
         raise ValueError("truncate_ov needs both W_V and W_O")
+    _require_one_value_head_per_query_head(mha, "truncate_ov")
+    _require_linear_values(mha, "truncate_ov")
     if not 0 <= rank:
         raise ValueError(f"rank must be non-negative, got {rank}")
     out = copy.deepcopy(mha)
@@ -204,14 +243,7 @@ class FusedAttentionMLP(nn.Module):
 
 def concat_heads(mha: MultiHeadAttention, x: torch.Tensor) -> torch.Tensor:
     """``concat(head_1, ..., head_h)`` before ``W_O``: ``(batch, n, num_heads * d_v)``."""
-    contributions = []
-    _, weights = mha(x, return_weights=True)
-    for i in range(mha.num_heads):
-        V = x @ _value_map(mha, i)
-        if mha.b_V is not None:
-            V = V + mha.b_V[i * mha.d_v:(i + 1) * mha.d_v]
-        contributions.append(weights[:, i] @ V)  # (batch, n, d_v)
-    return merge_heads(torch.stack(contributions, dim=1))
+    return merge_heads(_head_outputs(mha, x))
 
 
 @torch.no_grad()

@@ -4,7 +4,7 @@ import torch
 
 from attnlib import MultiHeadAttention, TransformerBlock
 from attnlib.circuits import (FusedAttentionMLP, apply_gauge, centring_matrix, concat_heads,
-                              head_contributions, mha_via_ov, ov_matrices, truncate_ov)
+                              head_contributions, mha_via_ov, output_bias, ov_matrices, truncate_ov)
 
 
 @pytest.fixture
@@ -87,3 +87,44 @@ def test_change_of_basis_frees_one_W_O(x):
     assert not torch.allclose(new[1].attn.W_O, torch.eye(16, dtype=torch.float64), atol=0.1)
     with pytest.raises(ValueError, match="LayerNorm"):
         change_stream_basis([TransformerBlock(16, 4)], B)
+
+
+def _with_biases(m):
+    with torch.no_grad():
+        for b in (m.b_Q, m.b_K, m.b_V, m.b_O):
+            b.normal_()
+    return m
+
+
+@pytest.mark.parametrize("num_kv_heads", [1, 2, 4])
+@pytest.mark.parametrize("qkv_activation", [None, "gelu"])
+@pytest.mark.parametrize("normaliser", ["softmax", "relu"])
+def test_head_contributions_sum_to_the_output_with_gqa(x, num_kv_heads, qkv_activation, normaliser):
+    torch.manual_seed(3)
+    m = _with_biases(MultiHeadAttention(16, 4, num_kv_heads=num_kv_heads, qkv_activation=qkv_activation,
+                                        normaliser=normaliser).double())
+    out = m(x)
+    assert head_contributions(m, x).shape == (2, 4, 5, 16)
+    assert torch.allclose(head_contributions(m, x).sum(1) + m.b_O, out)
+    assert torch.allclose(concat_heads(m, x) @ m.W_O + m.b_O, out)
+
+
+def test_output_bias_with_gqa(x):
+    torch.manual_seed(4)
+    m = _with_biases(MultiHeadAttention(16, 4, num_kv_heads=2).double())
+    with torch.no_grad():  # no value input: every head outputs its value bias, softmax rows sum to 1
+        m.W_V.zero_()
+    assert torch.allclose(output_bias(m).expand(2, 5, 16), m(x))
+
+
+def test_value_algebra_refuses_what_it_cannot_do(x):
+    act = _with_biases(MultiHeadAttention(16, 4, qkv_activation="relu").double())
+    gqa = MultiHeadAttention(16, 4, num_kv_heads=2).double()
+    for f in (lambda m: mha_via_ov(m, x), output_bias, lambda m: truncate_ov(m, 2),
+              lambda m: apply_gauge(m, torch.eye(4, dtype=torch.float64).expand(4, 4, 4))):
+        with pytest.raises(ValueError, match="qkv_activation"):
+            f(act)
+    for f in (ov_matrices, lambda m: truncate_ov(m, 2),
+              lambda m: apply_gauge(m, torch.eye(4, dtype=torch.float64).expand(4, 4, 4))):
+        with pytest.raises(ValueError, match="num_kv_heads == num_heads"):
+            f(gqa)
