@@ -11,10 +11,11 @@ One idea per module:
 - :mod:`attnlib.tasks`      deterministic synthetic tasks and the digits data set
 - :mod:`attnlib.training`   one training loop (all seeds at once) and a grid runner
 - :mod:`attnlib.stats`      means, confidence intervals and effect sizes over seeds
+- :mod:`attnlib.evidence`   how a claim is made: better, equivalent within a margin, converged
 - :mod:`attnlib.plotting`   the house style
 - :mod:`attnlib.widgets`    explorers that work on the static site
 - :mod:`attnlib.checks`     exercise checkers
-- :mod:`attnlib.config`     ATTNLIB_SEED and ATTNLIB_SCALE
+- :mod:`attnlib.config`     ATTNLIB_SEED, ATTNLIB_SCALE and ATTNLIB_DEVICE
 
 And one module of measurements per chapter:
 
