@@ -23,7 +23,7 @@ import torch
 import torch.nn as nn
 
 from .block import TransformerBlock
-from .mha import ACTIVATIONS, MultiHeadAttention, merge_heads, split_heads
+from .mha import MultiHeadAttention, merge_heads
 
 
 def _require_linear_values(mha: MultiHeadAttention, what: str):
@@ -51,13 +51,7 @@ def _head_outputs(mha: MultiHeadAttention, x: torch.Tensor) -> torch.Tensor:
     shared by its group of query heads.
     """
     _, weights = mha(x, return_weights=True)  # (batch, h, n, n); also checks x's shape
-    V = mha.project(x, mha.W_V, mha.b_V)  # (batch, n, h_kv * d_v)
-    act = ACTIVATIONS[mha.qkv_activation]
-    if act is not None:
-        V = act(V)
-    V = split_heads(V, mha.num_kv_heads)  # (batch, h_kv, n, d_v)
-    V = V.repeat_interleave(mha.num_heads // mha.num_kv_heads, dim=1)  # (batch, h, n, d_v)
-    return weights @ V
+    return weights @ mha.head_values(x)
 
 
 def _value_map(mha: MultiHeadAttention, i: int) -> torch.Tensor:

@@ -201,6 +201,21 @@ class MultiHeadAttention(nn.Module):
         y = x @ W
         return y if b is None else y + b
 
+    def head_values(self, value):
+        """The values every query head reads: ``(batch, n_k, d_model) -> (batch, num_heads, n_k, d_v)``.
+
+        ``value W_V + b_V``, then ``qkv_activation``, cut into ``num_kv_heads`` heads, each
+        repeated for its group of ``num_heads / num_kv_heads`` query heads.
+        """
+        V = self.project(value, self.W_V, self.b_V)  # (batch, n_k, h_kv * d_v)
+        act = ACTIVATIONS[self.qkv_activation]
+        if act is not None:
+            V = act(V)
+        V = split_heads(V, self.num_kv_heads)  # (batch, h_kv, n_k, d_v)
+        if self.num_kv_heads != self.num_heads:  # each V head serves a group of query heads
+            V = V.repeat_interleave(self.num_heads // self.num_kv_heads, dim=1)
+        return V  # (batch, h, n_k, d_v)
+
     def forward(self, query, key=None, value=None, *, key_padding_mask=None, attn_mask=None,
                 causal=False, return_weights=False):
         """Attend from ``query`` to ``key``/``value``.
@@ -226,18 +241,15 @@ class MultiHeadAttention(nn.Module):
 
         Q = self.project(query, self.W_Q, self.b_Q)  # (batch, n_q, h * d_k)
         K = self.project(key, self.W_K, self.b_K)  # (batch, n_k, h_kv * d_k)
-        V = self.project(value, self.W_V, self.b_V)  # (batch, n_k, h_kv * d_v)
         act = ACTIVATIONS[self.qkv_activation]
         if act is not None:
-            Q, K, V = act(Q), act(K), act(V)
+            Q, K = act(Q), act(K)
 
         Q = split_heads(Q, self.num_heads)  # (batch, h, n_q, d_k)
         K = split_heads(K, self.num_kv_heads)  # (batch, h_kv, n_k, d_k)
-        V = split_heads(V, self.num_kv_heads)  # (batch, h_kv, n_k, d_v)
         if self.num_kv_heads != self.num_heads:  # each K/V head serves a group of query heads
-            group = self.num_heads // self.num_kv_heads
-            K = K.repeat_interleave(group, dim=1)
-            V = V.repeat_interleave(group, dim=1)
+            K = K.repeat_interleave(self.num_heads // self.num_kv_heads, dim=1)
+        V = self.head_values(value)  # (batch, h, n_k, d_v), the same for the K/V groups
 
         mask = self._combined_mask(batch, n_q, n_k, key_padding_mask, attn_mask, query.dtype)
         result = attention(Q, K, V, mask, normaliser=self.normaliser, causal=causal,
