@@ -11,9 +11,10 @@
 All tensors are batch-first: ``(batch, n, d_model)``.
 """
 import torch
+import torch.nn.functional as F
 
 from .block import TransformerBlock
-from .mha import merge_heads, split_heads
+from .mha import merge_heads
 from .training import loss_fn
 
 
@@ -22,7 +23,10 @@ def rank1_residual(X: torch.Tensor) -> torch.Tensor:
 
     ``X``: ``(batch, n, d)``. Returns ``(batch,)``:
     ``||X - 1 x^T||_F / ||X||_F`` with ``x`` the mean token (the best choice of
-    ``x`` in the Frobenius norm), as in Dong, Cordonnier & Loukas (2021).
+    ``x`` in the Frobenius norm). This is the course's own measure, a relative,
+    Frobenius-norm variant of the residual of Dong, Cordonnier & Loukas (2021), who
+    use the composite ``l1,inf`` norm ``sqrt(||R||_1 ||R||_inf)`` of
+    ``R = X - 1 x^T`` with ``x`` chosen to minimise it, unnormalised.
     0 means every token is the same vector: the sequence has collapsed to rank 1.
     """
     if not isinstance(X, torch.Tensor) or X.dim() != 3:
@@ -46,17 +50,24 @@ def additivity_violation(f, X: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
 
 
 def frozen_pattern(mha, X_pattern: torch.Tensor):
-    """``Z -> concat_h(A_h Z W_V^h) W_O`` with ``A_h`` the weights ``mha`` computes on ``X_pattern``.
+    """``Z -> concat_h(A_h V_h(Z)) W_O + b_O`` with ``A_h`` the weights ``mha`` computes on ``X_pattern``.
 
-    ``X_pattern`` and ``Z``: ``(batch, n, d_model)``. With the pattern held
-    fixed the map is linear in ``Z`` (affine if the biases b_V, b_O are not 0).
+    ``V_h(Z)`` is what ``mha`` makes of ``Z`` for head h (:meth:`~attnlib.mha.MultiHeadAttention.head_values`):
+    ``Z W_V + b_V``, then the layer's ``qkv_activation`` if it has one, each key/value head
+    shared by its group of query heads. So ``g(X_pattern) == mha(X_pattern)``.
+
+    ``X_pattern`` and ``Z``: ``(batch, n, d_model)``, the same shape. With the pattern held
+    fixed and no ``qkv_activation`` the map is linear in ``Z`` (affine if the biases b_V, b_O
+    are not 0); a ``qkv_activation`` on V stays a nonlinearity of ``Z``.
     """
     with torch.no_grad():
-        _, A = mha(X_pattern, return_weights=True)  # (batch, h, n, n)
+        _, A = mha(X_pattern, return_weights=True)  # (batch, h, n, n); checks X_pattern
 
     def g(Z):
-        V = mha.project(Z, mha.W_V, mha.b_V)  # (batch, n, h * d_v)
-        heads = A @ split_heads(V, mha.num_heads)  # (batch, h, n, d_v)
+        if not isinstance(Z, torch.Tensor) or Z.shape != X_pattern.shape:
+            got = tuple(Z.shape) if isinstance(Z, torch.Tensor) else type(Z).__name__
+            raise ValueError(f"Z must have the shape of X_pattern, {tuple(X_pattern.shape)}, got {got}")
+        heads = A @ mha.head_values(Z)  # (batch, h, n, d_v)
         return mha.project(merge_heads(heads), mha.W_O, mha.b_O)
 
     return g
@@ -86,14 +97,21 @@ def rank_collapse(block_kwargs: dict, *, depth: int, seeds, batch: int = 4, n: i
 @torch.no_grad()
 def stream_zero_fraction(model, X: torch.Tensor) -> list:
     """For a model whose blocks have ``stream_activation="relu"``: the fraction of
-    stream coordinates that each ReLU sets to zero, in order (two per block:
-    after the attention's add, then after the MLP's add).
+    stream coordinates that each ReLU sets to zero, in the order they run.
+
+    A block applies its stream ReLU after each of its sub-layers (after the add, or after
+    the LayerNorm in a post-LN block): after the attention and, if the block has an MLP,
+    after the MLP. So there are two entries per block with ``mlp=True``, one with
+    ``mlp=False``. Each entry is averaged over every coordinate of every token of ``X``.
 
     ``model`` has ``model.encoder.blocks``; ``X`` is what ``model`` takes.
     """
     fractions = []
     blocks = model.encoder.blocks
     saved = [b.stream_act for b in blocks]
+    if not all(act is F.relu for act in saved):
+        raise ValueError("stream_zero_fraction needs every block built with stream_activation='relu'; "
+                         f"got stream activations {[getattr(a, '__name__', a) for a in saved]}")
 
     def recording(x):
         fractions.append((x < 0).float().mean().item())

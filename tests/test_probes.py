@@ -44,3 +44,40 @@ def test_stream_fractions_and_grad_norms():
     assert m.encoder.blocks[0].stream_act is torch.relu or m.encoder.blocks[0].stream_act.__name__ == "relu"
     g = block_grad_norms(m, X, torch.randint(0, 2, (4, 6)))
     assert len(g) == 3 and all(v > 0 for v in g)
+
+
+@pytest.mark.parametrize("num_kv_heads,qkv_activation", [(2, None), (1, None), (4, "gelu"), (2, "relu")])
+def test_frozen_pattern_is_the_layer_on_its_own_pattern(num_kv_heads, qkv_activation):
+    torch.manual_seed(1)
+    mha = MultiHeadAttention(8, 4, num_kv_heads=num_kv_heads, qkv_activation=qkv_activation).double()
+    with torch.no_grad():
+        mha.b_V.normal_()
+    X, Y = torch.randn(2, 5, 8, dtype=torch.float64), torch.randn(2, 5, 8, dtype=torch.float64)
+    g = frozen_pattern(mha, X)
+    assert torch.allclose(g(X), mha(X))
+    if qkv_activation is None:  # with the bias b_V the map is affine: g(Y) - g(0) is linear
+        lin = lambda Z: g(Z) - g(torch.zeros_like(Z))  # noqa: E731
+        assert additivity_violation(lin, X, Y) < 1e-10
+
+
+def test_frozen_pattern_refuses_a_z_of_another_shape():
+    mha = MultiHeadAttention(8, 2)
+    g = frozen_pattern(mha, torch.randn(2, 5, 8))
+    with pytest.raises(ValueError, match=r"shape of X_pattern, \(2, 5, 8\)"):
+        g(torch.randn(1, 5, 8))  # would broadcast over the batch silently
+
+
+@pytest.mark.parametrize("mlp", [True, False])
+def test_stream_zero_fraction_counts_one_relu_per_sublayer(mlp):
+    torch.manual_seed(0)
+    m = TokenClassifier(2, 8, 2, 3, vocab_size=5, max_len=6, stream_activation="relu", mlp=mlp)
+    assert len(stream_zero_fraction(m, torch.randint(0, 5, (4, 6)))) == (6 if mlp else 3)
+
+
+def test_stream_zero_fraction_refuses_a_model_without_stream_relu():
+    m = TokenClassifier(2, 8, 2, 2, vocab_size=5, max_len=6)
+    X = torch.randint(0, 5, (4, 6))
+    before = m(X)
+    with pytest.raises(ValueError, match="stream_activation='relu'"):
+        stream_zero_fraction(m, X)
+    assert torch.equal(m(X), before) and m.encoder.blocks[0].stream_act is None
