@@ -15,6 +15,7 @@ Post-LN (Vaswani et al. 2017, "Add & Norm")::
 identity unless asked for: chapter 1 asks what happens if they are not.
 """
 import torch.nn as nn
+import torch.nn.functional as F
 
 from .mha import ACTIVATIONS, MultiHeadAttention
 
@@ -99,17 +100,37 @@ class TransformerBlock(nn.Module):
 
     @classmethod
     def from_torch(cls, layer: nn.TransformerEncoderLayer) -> "TransformerBlock":
-        """Copy a ``torch.nn.TransformerEncoderLayer`` (ReLU, dropout ignored)."""
+        """Copy a ``torch.nn.TransformerEncoderLayer``: same outputs, dtype and device (dropout ignored).
+
+        The MLP activation is copied: ``"relu"``/``"gelu"``, ``F.relu``/``F.gelu`` or
+        ``nn.ReLU()``/``nn.GELU()`` (exact GELU). Any other activation raises a ValueError,
+        as does a layer built with ``bias=False``. Call the copy with batch-first tensors.
+        """
         if not isinstance(layer, nn.TransformerEncoderLayer):
             raise ValueError(f"from_torch expects torch.nn.TransformerEncoderLayer, got {type(layer).__name__}")
+        activation = _torch_activation_name(layer.activation)
+        if layer.linear1.bias is None or layer.norm1.bias is None:
+            raise ValueError("from_torch needs a layer with biases (torch's bias=True); attnlib's MLP "
+                             "and LayerNorms always have them")
         d_model = layer.self_attn.embed_dim
         ours = cls(d_model, layer.self_attn.num_heads, layer.linear1.out_features,
-                   norm="pre" if layer.norm_first else "post")
+                   norm="pre" if layer.norm_first else "post", mlp_activation=activation)
+        ours = ours.to(dtype=layer.linear1.weight.dtype, device=layer.linear1.weight.device)
         ours.attn = MultiHeadAttention.from_torch(layer.self_attn)
-        ours = ours.to(dtype=layer.linear1.weight.dtype)
         ours.mlp.linear1.load_state_dict(layer.linear1.state_dict())
         ours.mlp.linear2.load_state_dict(layer.linear2.state_dict())
         ours.ln1.load_state_dict(layer.norm1.state_dict())
         ours.ln2.load_state_dict(layer.norm2.state_dict())
         ours.ln1.eps, ours.ln2.eps = layer.norm1.eps, layer.norm2.eps
         return ours
+
+
+def _torch_activation_name(act) -> str:
+    """``"relu"`` or ``"gelu"`` for the activations a TransformerEncoderLayer may hold; else ValueError."""
+    if act is F.relu or type(act) is nn.ReLU:
+        return "relu"
+    if act is F.gelu or (type(act) is nn.GELU and act.approximate == "none"):
+        return "gelu"
+    name = getattr(act, "__name__", None) or repr(act)
+    raise ValueError(f"from_torch copies only a ReLU or an exact GELU MLP activation ('relu', 'gelu', "
+                     f"F.relu, F.gelu, nn.ReLU(), nn.GELU()), got {name}")

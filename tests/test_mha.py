@@ -2,6 +2,7 @@
 import pytest
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from attnlib import MultiHeadAttention, TransformerBlock, merge_heads, split_heads
 
@@ -192,6 +193,40 @@ def test_block_matches_torch_encoder_layer(norm_first):
     ours = TransformerBlock.from_torch(layer)
     x = torch.randn(3, 6, 16, dtype=torch.float64)
     assert (ours(x) - layer(x)).abs().max() <= 1e-10
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("activation", ["relu", "gelu", F.relu, F.gelu, nn.ReLU(), nn.GELU()],
+                         ids=["relu", "gelu", "F.relu", "F.gelu", "nn.ReLU", "nn.GELU"])
+@pytest.mark.parametrize("norm_first", [True, False])
+def test_block_copies_the_mlp_activation(activation, dtype, norm_first):
+    torch.manual_seed(0)
+    layer = nn.TransformerEncoderLayer(16, 4, 32, dropout=0.0, activation=activation, batch_first=True,
+                                       norm_first=norm_first).to(dtype).eval()
+    ours = TransformerBlock.from_torch(layer)
+    x = torch.randn(3, 6, 16, dtype=dtype)
+    assert (ours(x) - layer(x)).abs().max() <= TOL[dtype]
+
+
+@pytest.mark.parametrize("activation", [nn.GELU(approximate="tanh"), nn.SiLU(), torch.tanh, lambda x: x])
+def test_block_refuses_an_activation_it_cannot_copy(activation):
+    layer = nn.TransformerEncoderLayer(16, 4, 32, activation=activation, batch_first=True)
+    with pytest.raises(ValueError, match="only a ReLU or an exact GELU"):
+        TransformerBlock.from_torch(layer)
+
+
+def test_block_refuses_a_layer_without_biases():
+    layer = nn.TransformerEncoderLayer(16, 4, 32, batch_first=True, bias=False)
+    with pytest.raises(ValueError, match="bias"):
+        TransformerBlock.from_torch(layer)
+
+
+def test_block_copy_stays_on_the_layer_device():
+    """Device-agnostic: nothing is created on the CPU (the meta device stands in for a GPU)."""
+    layer = nn.TransformerEncoderLayer(16, 4, 32, activation="gelu", batch_first=True, device="meta")
+    ours = TransformerBlock.from_torch(layer)
+    assert {p.device.type for p in ours.parameters()} == {"meta"}
+    assert ours(torch.empty(2, 5, 16, device="meta")).shape == (2, 5, 16)
 
 
 @pytest.mark.parametrize("kwargs", [
