@@ -135,7 +135,7 @@ def apply_gauge(mha: MultiHeadAttention, Ms) -> MultiHeadAttention:
         raise ValueError("apply_gauge needs both W_V and W_O")
     _require_one_value_head_per_query_head(mha, "apply_gauge")
     _require_linear_values(mha, "apply_gauge")
-    Ms = torch.as_tensor(Ms, dtype=mha.W_Q.dtype)
+    Ms = torch.as_tensor(Ms, dtype=mha.W_Q.dtype, device=mha.W_Q.device)
     if Ms.shape != (mha.num_heads, mha.d_v, mha.d_v):
         raise ValueError(f"Ms must have shape (num_heads, d_v, d_v) = {(mha.num_heads, mha.d_v, mha.d_v)}, "
                          f"got {tuple(Ms.shape)}")
@@ -182,9 +182,9 @@ def truncate_ov(mha: MultiHeadAttention, rank: int) -> MultiHeadAttention:
     return out
 
 
-def centring_matrix(d: int, dtype=torch.float32) -> torch.Tensor:
+def centring_matrix(d: int, dtype=torch.float32, device=None) -> torch.Tensor:
     """``C = I - 1 1^T / d``, ``(d, d)``: ``y @ C`` subtracts each row's mean (LayerNorm's first step)."""
-    return torch.eye(d, dtype=dtype) - torch.full((d, d), 1.0 / d, dtype=dtype)
+    return torch.eye(d, dtype=dtype, device=device) - torch.full((d, d), 1.0 / d, dtype=dtype, device=device)
 
 
 class FusedAttentionMLP(nn.Module):
@@ -221,11 +221,11 @@ class FusedAttentionMLP(nn.Module):
         attn = MultiHeadAttention(old.d_model, old.num_heads, num_kv_heads=old.num_kv_heads,
                                   bias=old.b_Q is not None, use_W_V=old.W_V is not None, use_W_O=False,
                                   normaliser=old.normaliser, qkv_activation=old.qkv_activation)
-        attn = attn.to(dtype=old.W_Q.dtype)
+        attn = attn.to(dtype=old.W_Q.dtype, device=old.W_Q.device)
         state = {k: v for k, v in old.state_dict().items() if k not in ("W_O", "b_O")}
         attn.load_state_dict(state)
         W_1 = block.mlp.linear1.weight.T  # (d_model, d_ff), paper orientation
-        b_O = old.b_O if old.b_O is not None else torch.zeros(old.d_model, dtype=W_1.dtype)
+        b_O = old.b_O if old.b_O is not None else torch.zeros(old.d_model, dtype=W_1.dtype, device=W_1.device)
         W_fused = old.W_O @ W_1  # (h d_v, d_ff)
         b_fused = b_O @ W_1 + block.mlp.linear1.bias
         return cls(attn, W_fused.clone(), b_fused.clone(), copy.deepcopy(block.mlp.linear2), block.mlp.act)
@@ -269,7 +269,7 @@ def change_stream_basis(blocks, B: torch.Tensor) -> list:
                              f"got {tuple(B.shape)}")
         if block.attn_act is not None or block.stream_act is not None:
             raise ValueError("activations on the stream do not commute with a change of basis")
-        B = B.to(attn.W_Q.dtype)
+        B = B.to(dtype=attn.W_Q.dtype, device=attn.W_Q.device)
         new = copy.deepcopy(block)
         for name in ("W_Q", "W_K", "W_V"):
             getattr(new.attn, name).copy_(torch.linalg.solve(B, getattr(attn, name)))

@@ -3,8 +3,9 @@ import pytest
 import torch
 
 from attnlib import MultiHeadAttention, TransformerBlock
-from attnlib.circuits import (FusedAttentionMLP, apply_gauge, centring_matrix, concat_heads,
-                              head_contributions, mha_via_ov, output_bias, ov_matrices, truncate_ov)
+from attnlib.circuits import (FusedAttentionMLP, apply_gauge, centring_matrix, change_stream_basis,
+                              concat_heads, head_contributions, mha_via_ov, output_bias, ov_matrices,
+                              truncate_ov)
 
 
 @pytest.fixture
@@ -72,7 +73,6 @@ def test_centring_matrix():
 
 
 def test_change_of_basis_frees_one_W_O(x):
-    from attnlib.circuits import change_stream_basis
     torch.manual_seed(3)
     blocks = [TransformerBlock(16, 4, norm="none").double() for _ in range(2)]
     B = torch.linalg.inv(blocks[0].attn.W_O)
@@ -128,3 +128,20 @@ def test_value_algebra_refuses_what_it_cannot_do(x):
               lambda m: apply_gauge(m, torch.eye(4, dtype=torch.float64).expand(4, 4, 4))):
         with pytest.raises(ValueError, match="num_kv_heads == num_heads"):
             f(gqa)
+
+
+def test_circuits_stay_on_the_model_device():
+    """Device-agnostic: nothing is created on the CPU (the meta device stands in for a GPU)."""
+    x = torch.empty(2, 5, 16, device="meta")
+    mha = MultiHeadAttention(16, 4).to("meta")
+    on_meta = lambda t: t.device.type == "meta"  # noqa: E731
+    assert on_meta(head_contributions(mha, x)) and on_meta(concat_heads(mha, x)) and on_meta(mha_via_ov(mha, x))
+    assert on_meta(output_bias(mha)) and on_meta(ov_matrices(mha))
+    for m in (apply_gauge(mha, torch.eye(4).expand(4, 4, 4)), truncate_ov(mha, 2)):
+        assert {p.device.type for p in m.parameters()} == {"meta"}
+    assert on_meta(centring_matrix(16, device="meta"))
+    block = TransformerBlock(16, 4, norm="none", bias=False).to("meta")
+    fused = FusedAttentionMLP.from_block(TransformerBlock(16, 4, norm="none", residual=False, bias=False).to("meta"))
+    assert {p.device.type for p in fused.parameters()} == {"meta"}
+    new, = change_stream_basis([block], torch.eye(16))
+    assert {p.device.type for p in new.parameters()} == {"meta"}
