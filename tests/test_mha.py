@@ -288,3 +288,19 @@ def test_init_of_gqa_keeps_per_entry_scale():
     assert m.W_K.shape == (256, 64)
     assert m.W_K.std().item() == pytest.approx(full.W_K.std().item(), rel=0.05)
     assert m.W_V.std().item() == pytest.approx(full.W_V.std().item(), rel=0.05)
+
+
+@pytest.mark.parametrize("num_kv_heads", [1, 4])
+@pytest.mark.parametrize("normaliser", ["softmax", "relu", "linear"])
+def test_layers_stay_on_the_input_device(num_kv_heads, normaliser):
+    """Device-agnostic: nothing is created on the CPU (the meta device stands in for a GPU)."""
+    x = torch.empty(2, 5, 16, device="meta")
+    kpm = torch.zeros(2, 5, device="meta")  # float: added to the scores
+    for m in (MultiHeadAttention(16, 4, num_kv_heads=num_kv_heads, normaliser=normaliser, qkv_activation="gelu"),
+              TransformerBlock(16, 4, num_kv_heads=num_kv_heads, normaliser=normaliser, stream_activation="relu")):
+        m = m.to("meta")
+        kwargs = {} if normaliser == "linear" else dict(key_padding_mask=kpm)
+        assert m(x, causal=True, **kwargs).device.type == "meta"
+    out, w = MultiHeadAttention(16, 4).to("meta")(x, attn_mask=torch.ones(5, 5, dtype=torch.bool, device="meta"),
+                                                  return_weights=True)
+    assert out.device.type == w.device.type == "meta"

@@ -173,3 +173,14 @@ def test_explicit_path_is_what_runs_without_the_shortcut():
     with explicit_softmax():
         explicit = attention(q, k, v, causal=True)
     assert (attention(q, k, v, causal=True) - explicit).abs().max() <= 1e-12
+
+
+@pytest.mark.parametrize("normaliser", NORMALISERS)
+@pytest.mark.parametrize("causal", [False, True])
+def test_stays_on_the_input_device(normaliser, causal, fused):
+    """Device-agnostic: nothing is created on the CPU (the meta device stands in for a GPU)."""
+    q = torch.empty(2, 3, 5, 4, device="meta")
+    key_mask = torch.ones(2, 1, 1, 5, dtype=torch.bool, device="meta")
+    out, w = attention(q, q, q, key_mask, normaliser=normaliser, causal=causal, return_weights=True)
+    assert out.device.type == w.device.type == "meta" and out.shape == (2, 3, 5, 4)
+    assert attention(q, q, q, normaliser=normaliser, causal=causal).device.type == "meta"
