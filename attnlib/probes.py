@@ -43,7 +43,13 @@ def homogeneity_violation(f, X: torch.Tensor, alpha: float = 2.0) -> torch.Tenso
 
 
 def additivity_violation(f, X: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
-    """``||f(X + Y) - f(X) - f(Y)||_F / ||f(X) + f(Y)||_F`` (a 0-d tensor); 0 for any linear ``f``."""
+    """``||f(X + Y) - f(X) - f(Y)||_F / ||f(X) + f(Y)||_F`` (a 0-d tensor); 0 for any linear ``f``.
+
+    ``X`` and ``Y`` must have the same shape (no broadcasting: ``X + Y`` would hide it).
+    """
+    if not (isinstance(X, torch.Tensor) and isinstance(Y, torch.Tensor)) or X.shape != Y.shape:
+        raise ValueError(f"X and Y must be tensors of the same shape, got {getattr(X, 'shape', type(X).__name__)} "
+                         f"and {getattr(Y, 'shape', type(Y).__name__)}")
     with torch.no_grad():
         target = f(X) + f(Y)
         return (f(X + Y) - target).norm() / target.norm()
@@ -137,3 +143,98 @@ def block_grad_norms(model, X: torch.Tensor, y: torch.Tensor) -> list:
         norms.append(float(sq) ** 0.5)
     model.zero_grad(set_to_none=True)
     return norms
+
+
+# ----------------------------------------------------------------------------------------------
+# Tasks and models for "which part supplies the per-token nonlinearity" (chapter 1)
+# ----------------------------------------------------------------------------------------------
+
+def xor_tokens(num_examples: int, n: int, *, noise: float = 0.3, seed: int = 0):
+    """Per-token XOR: every token is two features ``±1 + noise``; its label is the XOR of their signs.
+
+    Tokens are independent, so nothing in the rest of the sequence helps: a model must bend each
+    token's own features. Returns ``(X, y)``: ``X`` float ``(num_examples, n, 2)``, ``y`` long
+    ``(num_examples, n)`` in {0, 1}. A linear (affine) read-out of one token scores at most about
+    0.75: of the four clusters it can separate three.
+    """
+    if num_examples < 1 or n < 1:
+        raise ValueError(f"need num_examples >= 1 and n >= 1, got {num_examples}, {n}")
+    g = torch.Generator().manual_seed(int(seed))
+    signs = torch.randint(0, 2, (num_examples, n, 2), generator=g) * 2 - 1  # (N, n, 2) in {-1, +1}
+    X = signs.float() + noise * torch.randn(num_examples, n, 2, generator=g)
+    y = (signs[..., 0] != signs[..., 1]).long()  # (N, n)
+    return X, y
+
+
+def bigram_table(vocab_size: int, *, seed: int = 0) -> torch.Tensor:
+    """A fixed random binary table ``T`` of shape ``(vocab_size, vocab_size)``, half ones (rounded)."""
+    g = torch.Generator().manual_seed(int(seed))
+    flat = torch.zeros(vocab_size * vocab_size, dtype=torch.long)
+    flat[torch.randperm(vocab_size * vocab_size, generator=g)[: vocab_size * vocab_size // 2]] = 1
+    return flat.view(vocab_size, vocab_size)
+
+
+def bigram_lookup(num_examples: int, n: int, table: torch.Tensor, *, seed: int = 0):
+    """Bigram lookup: the label of position ``i >= 1`` is ``T[tok_{i-1}, tok_i]``; position 0 has none.
+
+    Returns ``(X, y)``: token ids ``(num_examples, n)`` drawn uniformly, labels ``(num_examples, n)``
+    with ``IGNORE`` at position 0. A model must fetch the previous token (attention) and then
+    look up an arbitrary table of the pair, which an additive code of the two tokens cannot
+    represent (see :func:`additive_ceiling`).
+    """
+    from .tasks import IGNORE
+    V = table.shape[0]
+    if table.shape != (V, V):
+        raise ValueError(f"table must be square, got {tuple(table.shape)}")
+    if n < 2:
+        raise ValueError(f"need n >= 2 (position 0 has no label), got {n}")
+    g = torch.Generator().manual_seed(int(seed))
+    X = torch.randint(0, V, (num_examples, n), generator=g)
+    y = torch.full_like(X, IGNORE)
+    y[:, 1:] = table[X[:, :-1], X[:, 1:]]
+    return X, y
+
+
+def additive_ceiling(table: torch.Tensor, *, steps: int = 500) -> float:
+    """Accuracy of the best *additive* logistic fit ``sigmoid(u_a + v_b + c)`` to ``T[a, b]``.
+
+    Every pair ``(a, b)`` counts once (the tokens are uniform). Attention that copies the previous
+    token into the current one writes a sum of a code of ``a`` and a code of ``b``; a linear
+    read-out of such a sum is additive in this sense. Fitted by full-batch L-BFGS in float64,
+    so the result is deterministic.
+    """
+    V = table.shape[0]
+    t = table.double().flatten()
+    u = torch.zeros(V, dtype=torch.float64, requires_grad=True)
+    v = torch.zeros(V, dtype=torch.float64, requires_grad=True)
+    c = torch.zeros((), dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.LBFGS([u, v, c], max_iter=steps, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        logit = (u[:, None] + v[None, :] + c).flatten()
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(logit, t) + 1e-4 * (u.pow(2).sum() + v.pow(2).sum())
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    with torch.no_grad():
+        pred = ((u[:, None] + v[None, :] + c).flatten() > 0).double()
+    return float((pred == t).double().mean())
+
+
+def relu_after_norms(model):
+    """Turn every pre-LN block of ``model`` into a *pre-activation* block: ``x + f(ReLU(LN(x)))``.
+
+    The learner's proposal after He et al.'s full pre-activation unit (norm, then ReLU, then the
+    weights, then the add): each sub-layer reads ``ReLU(LN(x))`` instead of ``LN(x)``, and the
+    stream itself is left untouched. ``model`` has ``model.encoder.blocks`` with ``norm="pre"``;
+    it is changed in place and returned.
+    """
+    for b in model.encoder.blocks:
+        if b.norm != "pre":
+            raise ValueError(f"relu_after_norms needs pre-LN blocks, got norm={b.norm!r}")
+        b.ln1 = torch.nn.Sequential(b.ln1, torch.nn.ReLU())
+        if b.ln2 is not None:
+            b.ln2 = torch.nn.Sequential(b.ln2, torch.nn.ReLU())
+    return model

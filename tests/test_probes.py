@@ -81,3 +81,8 @@ def test_stream_zero_fraction_refuses_a_model_without_stream_relu():
     with pytest.raises(ValueError, match="stream_activation='relu'"):
         stream_zero_fraction(m, X)
     assert torch.equal(m(X), before) and m.encoder.blocks[0].stream_act is None
+
+
+def test_additivity_violation_refuses_inputs_that_would_broadcast():
+    with pytest.raises(ValueError, match="same shape"):
+        additivity_violation(lambda Z: Z, torch.randn(2, 5, 8), torch.randn(1, 5, 8))
