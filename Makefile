@@ -17,7 +17,7 @@ JOBS ?= 2
 SEEDS    ?=
 CHAPTERS ?=
 
-.PHONY: setup vendor book test test-lib test-notebooks seed-gate robustness benchmark execute student clean preflight-book preflight-test
+.PHONY: setup vendor book test test-lib test-notebooks seed-gate robustness benchmark execute student assignment clean preflight-book preflight-test
 
 # System packages (npm; Chromium for the tests): installed with apt-get when run as root,
 # otherwise make stops here, before any long step, naming the command to run.
@@ -81,6 +81,13 @@ execute: setup
 # The student edition of every chapter (solutions removed) into student/
 student: setup
 	$(BIN)/python scripts/student_edition.py chapters student
+
+# One chapter as one nbgrader assignment, in grading/ (teachers.md, "Grading"):
+#   make assignment CHAPTER=02_shapes   -> grading/release/02_shapes/02_shapes.ipynb
+assignment: setup
+	@test -f "chapters/$(CHAPTER).ipynb" || { echo 'usage: make assignment CHAPTER=02_shapes (a notebook in chapters/, without .ipynb)'; exit 2; }
+	$(BIN)/python scripts/student_edition.py chapters/$(CHAPTER).ipynb grading/source/$(CHAPTER) --nbgrader
+	cd grading && PATH="$(abspath $(BIN)):$$PATH" nbgrader generate_assignment $(CHAPTER) --force
 
 benchmark: setup
 	$(BIN)/python benchmarks/run.py

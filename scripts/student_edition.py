@@ -3,7 +3,8 @@
     python scripts/student_edition.py chapters student       # build student/*.ipynb
     python scripts/student_edition.py chapters --check       # only report marking problems
     python scripts/student_edition.py chapters --exercises   # list every chapter's exercises
-    python scripts/student_edition.py chapters source/ch --nbgrader  # sources for nbgrader
+    python scripts/student_edition.py chapters/02_shapes.ipynb grading/source/02_shapes --nbgrader
+                                          # one chapter as nbgrader's source of one assignment
 
 What counts as a solution (the marking convention of every chapter):
 
@@ -311,10 +312,23 @@ def lint(nb) -> list[str]:
     return problems
 
 
-def build(src_dir: Path, out_dir: Path, quiet=False, nbgrader=False) -> list[Path]:
+def notebooks(src: Path) -> list[Path]:
+    """The notebooks ``src`` names: itself if it is a notebook, else the ones in the folder."""
+    if src.is_file() and src.suffix == ".ipynb":
+        return [src]
+    found = sorted(src.glob("*.ipynb")) if src.is_dir() else []
+    if not found:
+        raise SystemExit(f"{src}: neither a notebook nor a folder of notebooks")
+    return found
+
+
+def build(src: Path, out_dir: Path, quiet=False, nbgrader=False) -> list[Path]:
+    """Write the student edition (or, with ``nbgrader``, nbgrader's source) of ``src``
+    (one notebook, or a folder of them) into ``out_dir``."""
+    paths = notebooks(src)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
-    for path in sorted(src_dir.glob("*.ipynb")):
+    for path in paths:
         nb = nbformat.read(path, as_version=4)
         msgs = []
         student = student_notebook(nb, warn=msgs.append, nbgrader=nbgrader)
@@ -332,7 +346,7 @@ def build(src_dir: Path, out_dir: Path, quiet=False, nbgrader=False) -> list[Pat
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("src", type=Path, help="folder of source notebooks (chapters)")
+    p.add_argument("src", type=Path, help="a chapter notebook, or a folder of them (chapters)")
     p.add_argument("out", type=Path, nargs="?", default=Path("student"), help="where the student edition goes")
     p.add_argument("--check", action="store_true", help="only report marking problems; exit 1 if any")
     p.add_argument("--nbgrader", action="store_true",
@@ -342,7 +356,7 @@ def main(argv=None):
     a = p.parse_args(argv)
     if a.check or a.exercises:
         bad = 0
-        for path in sorted(a.src.glob("*.ipynb")):
+        for path in notebooks(a.src):
             nb = nbformat.read(path, as_version=4)
             problems = lint(nb)
             bad += len(problems)
