@@ -33,6 +33,12 @@ PACKAGES = {
     # html-manager 1.0.x is the one matching ipywidgets 8.1
     "@jupyter-widgets/html-manager@1.0.15": ("html-manager", ["dist/"]),
 }
+# for the browser tests only (tests/test_site.py injects axe-core into every page to audit
+# accessibility): kept out of vendor/, so that the site does not ship it
+TEST_VENDOR = ROOT / "test-vendor"
+TEST_PACKAGES = {
+    "axe-core@4.14.1": ("axe-core", ["axe.min.js"]),
+}
 # large files the site never loads
 SKIP_SUFFIXES = (".map",)
 SKIP_NAMES = {"embed.js", "libembed-amd.js"}
@@ -42,13 +48,14 @@ REQUIRED = [
     "requirejs/require.js",
     "html-manager/dist/embed-amd.js",
 ]
+TEST_REQUIRED = ["axe-core/axe.min.js"]
 STAMP = VENDOR / ".versions.json"  # a dotfile: Sphinx does not copy it to the site
 
 
 def complete():
-    if not STAMP.exists() or json.loads(STAMP.read_text()) != sorted(PACKAGES):
+    if not STAMP.exists() or json.loads(STAMP.read_text()) != sorted({**PACKAGES, **TEST_PACKAGES}):
         return False
-    return all((VENDOR / p).is_file() for p in REQUIRED)
+    return all((VENDOR / p).is_file() for p in REQUIRED) and all((TEST_VENDOR / p).is_file() for p in TEST_REQUIRED)
 
 
 def keep(name, wanted):
@@ -58,7 +65,7 @@ def keep(name, wanted):
     return any(name == w or (w.endswith("/") and name.startswith(w)) for w in wanted)
 
 
-def fetch(spec, folder, wanted, tmp):
+def fetch(spec, folder, wanted, tmp, root=VENDOR):
     npm = shutil.which("npm")
     if npm is None:
         sys.exit("vendor_assets: npm is needed to fetch MathJax, require.js and the widget "
@@ -66,7 +73,7 @@ def fetch(spec, folder, wanted, tmp):
     out = subprocess.run([npm, "pack", spec, "--silent", "--pack-destination", tmp],
                          check=True, capture_output=True, text=True).stdout.split()
     tarball = Path(tmp) / out[-1]
-    dest = VENDOR / folder
+    dest = root / folder
     shutil.rmtree(dest, ignore_errors=True)
     n = 0
     with tarfile.open(tarball) as tar:
@@ -79,7 +86,7 @@ def fetch(spec, folder, wanted, tmp):
             with tar.extractfile(member) as src, open(target, "wb") as dst:
                 shutil.copyfileobj(src, dst)
             n += 1
-    print(f"vendor_assets: {spec}: {n} files in vendor/{folder}/")
+    print(f"vendor_assets: {spec}: {n} files in {root.name}/{folder}/")
 
 
 def main():
@@ -93,10 +100,13 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         for spec, (folder, wanted) in PACKAGES.items():
             fetch(spec, folder, wanted, tmp)
+        for spec, (folder, wanted) in TEST_PACKAGES.items():
+            fetch(spec, folder, wanted, tmp, root=TEST_VENDOR)
     missing = [p for p in REQUIRED if not (VENDOR / p).is_file()]
+    missing += [p for p in TEST_REQUIRED if not (TEST_VENDOR / p).is_file()]
     if missing:
         sys.exit(f"vendor_assets: missing after download: {missing}")
-    STAMP.write_text(json.dumps(sorted(PACKAGES)) + "\n")
+    STAMP.write_text(json.dumps(sorted({**PACKAGES, **TEST_PACKAGES})) + "\n")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,45 @@
+// Accessibility fixes for markup that the theme, docutils and the widget manager write,
+// loaded on every page (html_js_files in _config.yml). tests/test_site.py audits every page
+// with axe-core (WCAG 2.1 A/AA) and fails on any serious or critical violation.
+(function () {
+  function fixStatic() {
+    // The search buttons show "Search Ctrl+K" but were named "Search" only: a speech-input
+    // user saying what they see would miss. Their visible text is a good name; use it.
+    document.querySelectorAll("button.search-button-field[aria-label]").forEach(function (b) {
+      b.removeAttribute("aria-label");
+    });
+    // The colour-mode button holds only icons; their tooltips ("Light", "Dark", ...) were
+    // read as its visible text next to its name "Color mode". Hide the icons from assistive
+    // technology, so that the button is named by its label alone.
+    document.querySelectorAll(".theme-switch-button i").forEach(function (i) {
+      i.setAttribute("aria-hidden", "true");
+      i.removeAttribute("title");
+    });
+    // The bibliography is a role="list" whose entries carry the deprecated role
+    // doc-biblioentry: a list must hold list items.
+    document.querySelectorAll('[role="list"] > [role="doc-biblioentry"]').forEach(function (e) {
+      e.setAttribute("role", "listitem");
+    });
+  }
+
+  // Widgets render after the page has loaded: name each slider by its visible label.
+  function fixWidgets(root) {
+    root.querySelectorAll(".widget-slider, .jupyter-widgets.widget-hslider").forEach(function (w) {
+      var label = w.querySelector(".widget-label");
+      var name = label && label.textContent.trim();
+      if (!name) return;
+      w.querySelectorAll('[role="slider"]').forEach(function (h) {
+        if (!h.getAttribute("aria-label")) h.setAttribute("aria-label", name);
+      });
+    });
+  }
+
+  function start() {
+    fixStatic();
+    fixWidgets(document);
+    new MutationObserver(function () { fixWidgets(document); })
+      .observe(document.body, { childList: true, subtree: true });
+  }
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);
+  else start();
+})();
