@@ -30,12 +30,17 @@ Every output, every execution count, the execution timings and the embedded
 widget state are removed from every cell, so that nothing computed from a
 solution survives, and the student runs the notebook from a clean state.
 Checker cells and every other cell are kept as they are.
+
+The self-check questions travel with the notebooks: ``quizzes/<chapter>.json``
+next to the chapters (read by ``attnlib.quiz.show_quiz``) is copied into
+``<out>/quizzes/`` for every chapter built. They are not graded.
 """
 from __future__ import annotations
 
 import argparse
 import copy
 import re
+import shutil
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -322,6 +327,18 @@ def notebooks(src: Path) -> list[Path]:
     return found
 
 
+def copy_quizzes(out_dir: Path, paths) -> list[Path]:
+    """Copy the self-check questions of the notebooks ``paths`` (``quizzes/<stem>.json``
+    beside them) into ``out_dir/quizzes/``, where their ``show_quiz`` cell finds them."""
+    copied = []
+    for path in paths:
+        q = path.parent / "quizzes" / (path.stem + ".json")
+        if q.exists():
+            (out_dir / "quizzes").mkdir(parents=True, exist_ok=True)
+            copied.append(Path(shutil.copy2(q, out_dir / "quizzes" / q.name)))
+    return copied
+
+
 def build(src: Path, out_dir: Path, quiet=False, nbgrader=False) -> list[Path]:
     """Write the student edition (or, with ``nbgrader``, nbgrader's source) of ``src``
     (one notebook, or a folder of them) into ``out_dir``."""
@@ -341,6 +358,9 @@ def build(src: Path, out_dir: Path, quiet=False, nbgrader=False) -> list[Path]:
                   f"{sum(len(e.solution_cells) for e in exercises)} solution cells -> {target}")
             for m in msgs + lint(nb):
                 print(f"  warning: {m}")
+    quizzes = copy_quizzes(out_dir, paths)
+    if quizzes and not quiet:
+        print(f"{len(quizzes)} self-check question file(s) -> {out_dir / 'quizzes'}")
     return written
 
 

@@ -614,3 +614,30 @@ def test_teachers_guide_lists_every_exercise():
     guide = (ROOT / "teachers.md").read_text()
     missing = [f"{p.name}: {e.label}" for p in CHAPTERS for e in se.scan(_read(p))[0] if f"`{e.label}`" not in guide]
     assert not missing, "teachers.md does not list: " + ", ".join(missing)
+
+
+# --------------------------------------------------------------------------------------
+# The self-check questions travel with the student edition
+# --------------------------------------------------------------------------------------
+
+def test_student_edition_keeps_the_quizzes(tmp_path, monkeypatch):
+    """`make student` copies chapters/quizzes/ beside the notebooks, where their show_quiz
+    cells find it; one chapter alone (`make assignment`) takes its own file only."""
+    from attnlib import quiz
+
+    quizzes = sorted((ROOT / "chapters" / "quizzes").glob("*.json"))
+    assert quizzes, "no chapters/quizzes/*.json"
+    out = tmp_path / "student"
+    se.build(ROOT / "chapters", out, quiet=True)
+    assert sorted(p.name for p in (out / "quizzes").glob("*.json")) == [p.name for p in quizzes]
+    for q in quizzes:
+        assert (out / "quizzes" / q.name).read_bytes() == q.read_bytes()
+    monkeypatch.chdir(out)  # where a student's kernel runs
+    assert quiz.find_quiz("00_notation") == out / "quizzes" / "00_notation.json"
+    shows = [p.name for p in CHAPTERS if 'show_quiz("' in "".join(
+        "".join(c.source) for c in _read(out / p.name).cells if c.cell_type == "code")]
+    assert "00_notation.ipynb" in shows, "the student edition of chapter 0 lost its quiz cell"
+
+    one = tmp_path / "assignment"
+    se.build(ROOT / "chapters" / "02_shapes.ipynb", one, quiet=True)
+    assert [p.name for p in (one / "quizzes").glob("*.json")] == ["02_shapes.json"]
