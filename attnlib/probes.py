@@ -238,3 +238,58 @@ def relu_after_norms(model):
         if b.ln2 is not None:
             b.ln2 = torch.nn.Sequential(b.ln2, torch.nn.ReLU())
     return model
+
+
+def draw_residual_unit(ax, branch, after=(), *, title="", note="", color="#4477aa"):
+    """Draw one residual unit as a flow chart: input at the bottom, the skip on the left,
+    the ``branch`` boxes (bottom to top) on the right, the addition, then the ``after``
+    boxes on the path every later unit reads (drawn in red: they touch the stream).
+
+    ``branch`` and ``after``: lists of short labels. Used for the figure that sets the
+    block variants beside He et al.'s residual units.
+    """
+    from matplotlib.patches import FancyBboxPatch
+    ax.set_xlim(0, 1)
+    nb, na = len(branch), len(after)
+    top = 1.6 + nb + na
+    ax.set_ylim(-0.4, top + 0.2)
+    ax.axis("off")
+
+    def box(x, y, text, c):
+        ax.add_patch(FancyBboxPatch((x - 0.3, y - 0.28), 0.6, 0.56, boxstyle="round,pad=0.02",
+                                    fc=c, ec="k", lw=0.8, alpha=0.9))
+        ax.text(x, y, text, ha="center", va="center", fontsize=7.5, color="white" if c != "white" else "k")
+
+    def arrow(x0, y0, x1, y1):
+        ax.annotate("", (x1, y1), (x0, y0), arrowprops=dict(arrowstyle="-|>", lw=0.8, color="k",
+                                                              shrinkA=0, shrinkB=0))
+
+    ax.text(0.5, -0.25, "x", ha="center", va="center", fontsize=9)
+    add_y = 1.0 + nb
+    # skip: straight up on the left, into the addition
+    ax.plot([0.5, 0.12, 0.12], [-0.1, 0.25, add_y], color="k", lw=0.8)
+    arrow(0.12, add_y, 0.42, add_y)
+    # branch on the right
+    y = 0.25
+    ax.plot([0.5, 0.6], [-0.1, 0.25], color="k", lw=0.8)
+    prev = 0.25
+    for i, label in enumerate(branch):
+        yi = 0.9 + i
+        arrow(0.6, prev, 0.6, yi - 0.3)
+        box(0.6, yi, label, color)
+        prev = yi + 0.28
+    arrow(0.6, prev, 0.54, add_y - 0.08)
+    ax.add_patch(__import__("matplotlib.patches", fromlist=["Circle"]).Circle((0.5, add_y), 0.08, fc="white",
+                                                                               ec="k", lw=0.8))
+    ax.text(0.5, add_y, "+", ha="center", va="center", fontsize=9)
+    prev = add_y + 0.08
+    for i, label in enumerate(after):
+        yi = add_y + 0.8 + i
+        arrow(0.5, prev, 0.5, yi - 0.3)
+        box(0.5, yi, label, "#cc3311")
+        prev = yi + 0.28
+    arrow(0.5, prev, 0.5, top - 0.1)
+    ax.set_title(title, fontsize=8.5)
+    if note:
+        ax.text(0.5, top + 0.05, note, ha="center", va="bottom", fontsize=7.5)
+    return ax

@@ -86,3 +86,85 @@ def test_stream_zero_fraction_refuses_a_model_without_stream_relu():
 def test_additivity_violation_refuses_inputs_that_would_broadcast():
     with pytest.raises(ValueError, match="same shape"):
         additivity_violation(lambda Z: Z, torch.randn(2, 5, 8), torch.randn(1, 5, 8))
+
+
+# ---------------------------------------------------------------- the per-token nonlinearity tasks
+from attnlib.probes import (additive_ceiling, bigram_lookup, bigram_table, draw_residual_unit,  # noqa: E402
+                            relu_after_norms, xor_tokens)
+from attnlib.tasks import IGNORE  # noqa: E402
+
+
+def test_xor_tokens_labels_are_the_xor_of_the_signs_and_deterministic():
+    X, y = xor_tokens(50, 6, noise=0.0, seed=3)
+    assert X.shape == (50, 6, 2) and y.shape == (50, 6) and X.dtype == torch.float32
+    assert torch.equal(y, (X[..., 0] != X[..., 1]).long())
+    X2, y2 = xor_tokens(50, 6, noise=0.0, seed=3)
+    assert torch.equal(X, X2) and torch.equal(y, y2)
+    Xn, _ = xor_tokens(50, 6, noise=0.3, seed=3)
+    assert not torch.equal(Xn, X) and (Xn - X).abs().max() < 2.0
+    with pytest.raises(ValueError):
+        xor_tokens(0, 4)
+
+
+def test_xor_is_not_linearly_separable_beyond_three_clusters():
+    X, y = xor_tokens(2000, 1, noise=0.3, seed=0)
+    X, y = X.reshape(-1, 2).double(), y.reshape(-1).double()
+    w = torch.zeros(3, dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.LBFGS([w], max_iter=200, line_search_fn="strong_wolfe")
+    feats = torch.cat([X, torch.ones(len(X), 1, dtype=torch.float64)], 1)
+
+    def closure():
+        opt.zero_grad()
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(feats @ w, y)
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    assert ((feats @ w > 0).double() == y).double().mean() < 0.8
+
+
+def test_bigram_table_and_lookup():
+    T = bigram_table(6, seed=1)
+    assert T.shape == (6, 6) and int(T.sum()) == 18 and set(T.unique().tolist()) <= {0, 1}
+    assert not torch.equal(T, bigram_table(6, seed=2)) and torch.equal(T, bigram_table(6, seed=1))
+    X, y = bigram_lookup(40, 5, T, seed=0)
+    assert X.shape == y.shape == (40, 5) and (y[:, 0] == IGNORE).all()
+    assert torch.equal(y[:, 1:], T[X[:, :-1], X[:, 1:]])
+    with pytest.raises(ValueError):
+        bigram_lookup(4, 1, T)
+    with pytest.raises(ValueError):
+        bigram_lookup(4, 5, torch.zeros(3, 4, dtype=torch.long))
+
+
+def test_additive_ceiling_is_one_for_additive_tables_and_three_quarters_for_xor():
+    u, v = torch.randn(5), torch.randn(5)
+    additive = (u[:, None] + v[None, :] > 0.3).long()
+    assert additive_ceiling(additive) == 1.0
+    assert additive_ceiling(torch.tensor([[0, 1], [1, 0]])) <= 0.75
+    assert 0.5 <= additive_ceiling(bigram_table(16, seed=0)) < 0.8
+
+
+def test_relu_after_norms_makes_sublayers_read_relu_of_the_norm():
+    torch.manual_seed(0)
+    m = TokenClassifier(2, 8, 2, 2, vocab_size=5, max_len=6)
+    ref = TokenClassifier(2, 8, 2, 2, vocab_size=5, max_len=6)
+    ref.load_state_dict(m.state_dict())
+    relu_after_norms(m)
+    X = torch.randint(0, 5, (3, 6))
+    b, h = ref.encoder.blocks[0], ref.encoder.embed_input(X)
+    by_hand = h + b.attn(torch.relu(b.ln1(h)))
+    by_hand = by_hand + b.mlp(torch.relu(b.ln2(by_hand)))
+    assert torch.allclose(m.encoder.blocks[0](h), by_hand, atol=1e-6)
+    assert not torch.allclose(m(X), ref(X))
+    with pytest.raises(ValueError, match="pre-LN"):
+        relu_after_norms(TokenClassifier(2, 8, 2, 1, vocab_size=5, max_len=6, norm="post"))
+
+
+def test_draw_residual_unit_draws_boxes():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots()
+    draw_residual_unit(ax, ["LN", "MHA"], ["ReLU"], title="t")
+    assert len(ax.patches) == 4 and ax.get_title() == "t"  # 3 boxes and the addition
+    plt.close(fig)
