@@ -283,3 +283,57 @@ def change_stream_basis(blocks, B: torch.Tensor) -> list:
             new.mlp.linear2.bias.copy_(block.mlp.linear2.bias @ B)
         out.append(new)
     return out
+
+
+# ------------------------------------------------------------ a trained OV circuit
+def previous_token_task(num_examples: int, length: int, *, vocab_size: int = 16, seed: int = 0):
+    """Copy the previous token: the label at position ``t`` is the token at ``t - 1``.
+
+    Tokens are drawn uniformly from ``0 .. vocab_size-1``; position 0 has no label
+    (``IGNORE``). A one-layer, attention-only model solves it with a head that looks
+    one position back (its QK circuit, from the positions) and copies what it finds
+    there (its OV circuit). Returns a :class:`attnlib.tasks.TaskData`.
+    """
+    from .tasks import IGNORE, TaskData
+
+    if length < 2 or vocab_size < 2:
+        raise ValueError(f"need length >= 2 and vocab_size >= 2, got {length} and {vocab_size}")
+    g = torch.Generator().manual_seed(int(seed))
+    X = torch.randint(0, vocab_size, (num_examples, length), generator=g)
+    y = torch.full_like(X, IGNORE)
+    y[:, 1:] = X[:, :-1]
+    return TaskData(X, y, vocab_size, vocab_size)
+
+
+@torch.no_grad()
+def token_ov_circuits(model) -> torch.Tensor:
+    """Every head's OV circuit read in tokens: ``W_E W_V^(i) W_O^(i) W_U``, ``(num_heads, V, V)``.
+
+    Row ``a``, column ``b``: how much head ``i``, attending to a token ``a``, raises the
+    logit of output ``b``. For a one-layer :class:`attnlib.models.TokenClassifier` over
+    token ids with ``norm="none"`` (no LayerNorm between the embedding, the head and the
+    unembedding, so the product is exactly what the model computes, up to biases and the
+    attention weights). ``W_E``: the embedding ``(V, d_model)``; ``W_U``: the output layer
+    in the paper's orientation ``(d_model, num_classes)``.
+    """
+    encoder = getattr(model, "encoder", None)
+    if encoder is None or not getattr(encoder, "tokens", False) or len(encoder.blocks) != 1:
+        raise ValueError("token_ov_circuits needs a one-layer TokenClassifier over token ids")
+    block = encoder.blocks[0]
+    if block.norm != "none" or encoder.final_ln is not None:
+        raise ValueError("token_ov_circuits needs norm='none': a LayerNorm would stand inside the product")
+    W_E = encoder.embed.weight  # (V, d_model)
+    W_U = model.head.weight.T  # (d_model, num_classes)
+    return torch.stack([W_E @ ov @ W_U for ov in ov_matrices(block.attn)])
+
+
+def diagonal_share(M: torch.Tensor) -> torch.Tensor:
+    """The share of rows whose largest entry is the diagonal one: ``(..., V, V) -> (...)``.
+
+    1.0 for a matrix that maps every token to itself ahead of every other token (a copy);
+    about ``1 / V`` for a random matrix.
+    """
+    if M.dim() < 2 or M.shape[-1] != M.shape[-2]:
+        raise ValueError(f"expected square matrices (..., V, V), got shape {tuple(M.shape)}")
+    V = M.shape[-1]
+    return (M.argmax(-1) == torch.arange(V, device=M.device)).float().mean(-1)

@@ -145,3 +145,54 @@ def test_circuits_stay_on_the_model_device():
     assert {p.device.type for p in fused.parameters()} == {"meta"}
     new, = change_stream_basis([block], torch.eye(16))
     assert {p.device.type for p in new.parameters()} == {"meta"}
+
+
+# ------------------------------------------------------------ a trained OV circuit
+from attnlib import TokenClassifier  # noqa: E402
+from attnlib.circuits import diagonal_share, previous_token_task, token_ov_circuits  # noqa: E402
+from attnlib.tasks import IGNORE  # noqa: E402
+
+
+def test_previous_token_task():
+    data = previous_token_task(50, 6, vocab_size=5, seed=3)
+    assert data.X.shape == data.y.shape == (50, 6) and data.vocab_size == data.num_classes == 5
+    assert (data.y[:, 0] == IGNORE).all() and torch.equal(data.y[:, 1:], data.X[:, :-1])
+    assert torch.equal(previous_token_task(50, 6, vocab_size=5, seed=3).X, data.X)  # deterministic
+    assert not torch.equal(previous_token_task(50, 6, vocab_size=5, seed=4).X, data.X)
+    with pytest.raises(ValueError):
+        previous_token_task(5, 1)
+
+
+def test_token_ov_circuits_are_what_the_model_computes():
+    torch.manual_seed(0)
+    model = TokenClassifier(7, 8, num_heads=2, num_layers=1, vocab_size=7, max_len=4, norm="none", mlp=False)
+    attn = model.encoder.blocks[0].attn
+    with torch.no_grad():
+        for b in (attn.b_V, attn.b_O):
+            b.zero_()
+    OV = token_ov_circuits(model)
+    assert OV.shape == (2, 7, 7)
+    # A head that attends only to token a adds row a of its circuit to the logits.
+    W_E, W_U = model.encoder.embed.weight, model.head.weight.T
+    for i in range(2):
+        cols = slice(4 * i, 4 * i + 4)
+        ref = W_E @ attn.W_V[:, cols] @ attn.W_O[cols, :] @ W_U
+        assert torch.allclose(OV[i], ref, atol=1e-6)
+    assert torch.allclose(OV.sum(0), W_E @ ov_matrices(attn).sum(0) @ W_U, atol=1e-5)
+    with pytest.raises(ValueError):
+        token_ov_circuits(TokenClassifier(7, 8, num_heads=2, num_layers=1, vocab_size=7, max_len=4))  # pre-LN
+    with pytest.raises(ValueError):
+        token_ov_circuits(TokenClassifier(7, 8, num_heads=2, num_layers=2, vocab_size=7, max_len=4, norm="none"))
+
+
+def test_diagonal_share():
+    assert diagonal_share(torch.eye(5)).item() == 1.0
+    assert diagonal_share(-torch.eye(5)).item() == 0.0
+    M = torch.eye(4)
+    M[0, 1] = 2.0
+    assert diagonal_share(M).item() == 0.75
+    assert diagonal_share(torch.stack([torch.eye(3), torch.eye(3).flip(0)])).tolist() == pytest.approx([1.0, 1 / 3])
+    random = diagonal_share(torch.randn(200, 16, 16, generator=torch.Generator().manual_seed(0))).mean()
+    assert abs(random.item() - 1 / 16) < 0.02
+    with pytest.raises(ValueError):
+        diagonal_share(torch.zeros(3, 4))
