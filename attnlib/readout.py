@@ -1,6 +1,11 @@
 """Tools for chapter 5 ([CLS] or mean pooling?): what a pooling costs, what it looks at, and a baseline.
 
-``pooling_cost``       parameters and forward time of one pooling module
+``SumPooling``         the sum over positions (no 1/n); ``make_readout`` / ``classifier`` add it
+                       to :data:`attnlib.pooling.POOLINGS` without changing the shared module
+``tune_lr``            train each configuration at a few learning rates, pick each one's rate on
+                       validation data (never the test data), keep the runs and their curves
+``pooling_cost``       parameters and forward time (median and spread) of one pooling module
+``key_weights``        first-block attention each key position receives, averaged over queries
 ``cls_attention``      the [CLS] query's weights over the input positions, first block
 ``pooling_weights``    the weights of a learned attention pooling over the positions
 ``attention_to``       how much attention the first block's queries pay to chosen positions
@@ -10,40 +15,151 @@
 Shapes follow :mod:`attnlib.models`: inputs ``(batch, n)`` token ids or
 ``(batch, n, input_dim)`` vectors; weights come back as ``(batch, n)``.
 """
-import time
+import math
+from typing import NamedTuple
 
 import numpy as np
 import torch
+import torch.nn as nn
+import torch.nn.functional as F
 
+from .alternatives import time_fn
 from .models import SequenceClassifier, count_parameters
-from .pooling import AttentionPooling, make_pooling
-from .training import accuracy
+from .pooling import POOLINGS, AttentionPooling, make_pooling
+from .training import accuracy, train
+
+READOUTS = POOLINGS + ("sum",)
 
 
-def pooling_cost(name: str, d_model: int, n: int, *, batch: int = 32, repeats: int = 5, seed: int = 0) -> dict:
-    """What the pooling ``name`` adds to a model, and how long it takes.
+class SumPooling(nn.Module):
+    """``x.sum(1)``: the mean times n, so a lone token's signal does not shrink with n."""
 
-    Returns ``{"pooling", "params", "ms", "sequential_steps"}``: trainable
-    parameters of the pooling itself (for ``"cls"``, the ``d_model`` numbers of
-    the [CLS] vector that the encoder prepends), the best of ``repeats`` forward
-    times in milliseconds on a ``(batch, n, d_model)`` input, and how many steps
-    must run one after another (``n`` for the RNN, 1 otherwise).
-    The [CLS] token's real cost, one more position in every attention layer,
-    is not in ``ms``: it is paid inside the encoder.
+    def forward(self, x):
+        return x.sum(dim=1)
+
+
+def make_readout(name: str, d_model: int) -> nn.Module:
+    """The pooling module ``name``: one of :data:`READOUTS` (the shared poolings and ``"sum"``)."""
+    if name == "sum":
+        return SumPooling()
+    if name not in POOLINGS:
+        raise ValueError(f"pooling must be one of {READOUTS}, got {name!r}")
+    return make_pooling(name, d_model)
+
+
+def classifier(pooling: str, num_classes: int, d_model: int, num_heads: int = 1, num_layers: int = 1,
+               **encoder_kwargs) -> SequenceClassifier:
+    """:class:`attnlib.models.SequenceClassifier` that also accepts ``pooling="sum"``."""
+    model = SequenceClassifier(num_classes, d_model, num_heads, num_layers,
+                               pooling="mean" if pooling == "sum" else pooling, **encoder_kwargs)
+    if pooling == "sum":
+        model.pool = SumPooling()
+    return model
+
+
+class Tuned(NamedTuple):
+    lr: dict  # name -> the learning rate chosen on the validation data
+    models: dict  # (name, lr) -> list of trained models, one per seed
+    history: dict  # (name, lr) -> History (training loss; eval = validation accuracy)
+    val_acc: dict  # (name, lr) -> (seeds,) validation accuracy at the end
+    val_loss: dict  # (name, lr) -> (seeds,) validation cross-entropy at the end
+
+    def best(self, name):
+        """``(models, history)`` of ``name`` at its chosen learning rate."""
+        return self.models[(name, self.lr[name])], self.history[(name, self.lr[name])]
+
+
+@torch.no_grad()
+def _val_loss(model, X, y):
+    model.eval()
+    return float(F.cross_entropy(model(X), y))
+
+
+def tune_lr(builds: dict, data, val, lrs, *, seeds, tie=0.005, **train_kwargs) -> Tuned:
+    """Train every configuration at every learning rate; choose each one's rate on ``val``.
+
+    Args:
+        builds: ``{name: () -> model}``.
+        data: training ``(X, y)``, as in :func:`attnlib.training.train`.
+        val: validation ``(X, y)``, disjoint from the training and the test data. The
+            learning curves record accuracy on it (``History.eval``).
+        lrs: the learning rates to try (the same for every configuration).
+        seeds: the seeds; every configuration and rate trains on all of them.
+        tie: the rule, fixed in advance: the highest mean validation accuracy wins; rates
+            within ``tie`` of it are broken by the lower mean validation loss.
+        train_kwargs: passed to :func:`attnlib.training.train` (steps, batch_size, ...).
     """
+    if not lrs:
+        raise ValueError("lrs must not be empty")
+    Xv, yv = val[0], val[1]
+    models, history, val_acc, val_loss, chosen = {}, {}, {}, {}, {}
+    for name, build in builds.items():
+        for lr in lrs:
+            ms, h = train(build, data, seeds=seeds, lr=lr, progress=False,
+                          evaluate=lambda m: accuracy(m, Xv, yv), **train_kwargs)
+            models[(name, lr)], history[(name, lr)] = ms, h
+            val_acc[(name, lr)] = h.eval[:, -1]
+            val_loss[(name, lr)] = np.array([_val_loss(m, Xv, yv) for m in ms])
+        top = max(val_acc[(name, lr)].mean() for lr in lrs)
+        near = [lr for lr in lrs if val_acc[(name, lr)].mean() >= top - tie]
+        chosen[name] = min(near, key=lambda lr: val_loss[(name, lr)].mean())
+    return Tuned(chosen, models, history, val_acc, val_loss)
+
+
+def pooling_cost(name: str, d_model: int, n: int, *, batch: int = 32, rounds: int = 5, repeats: int = 5,
+                 seed: int = 0) -> dict:
+    """What the pooling ``name`` adds to a model, and how long it takes, with the spread.
+
+    Returns ``{"pooling", "params", "us", "us_lo", "us_hi", "ms", "sequential_steps"}``: trainable
+    parameters of the pooling itself (for ``"cls"``, the ``d_model`` numbers of the [CLS]
+    vector that the encoder prepends); the CPU time of one forward pass on a
+    ``(batch, n, d_model)`` input in microseconds, measured with
+    :func:`attnlib.alternatives.time_fn` (the median of ``repeats``) in each of ``rounds``
+    rounds: ``us`` is the median over the rounds and ``us_lo``/``us_hi`` their range (``ms``:
+    ``us`` in milliseconds). Each
+    timed call runs the pooling enough times in a row to take about 2 ms, so that the
+    clock's resolution does not dominate. ``sequential_steps``: how many steps must run
+    one after another (``n`` for the RNN, 1 otherwise).
+    The [CLS] token's real cost, one more position in every attention layer, is not in
+    ``us``: it is paid inside the encoder.
+    """
+    if rounds < 1:
+        raise ValueError(f"rounds must be at least 1, got {rounds}")
     torch.manual_seed(seed)
-    module = make_pooling(name, d_model)
+    module = make_readout(name, d_model)
     params = count_parameters(module) + (d_model if name == "cls" else 0)
     x = torch.randn(batch, n, d_model)
-    best = float("inf")
-    with torch.no_grad():
-        module(x)  # warm-up
-        for _ in range(repeats):
-            t = time.perf_counter()
+    once = time_fn(module, x, repeats=3)
+    inner = int(min(1000, max(1, math.ceil(2e-3 / max(once, 1e-7)))))
+
+    def many(x):
+        for _ in range(inner):
             module(x)
-            best = min(best, time.perf_counter() - t)
-    return {"pooling": name, "params": params, "ms": 1000 * best,
+
+    times = np.array([time_fn(many, x, repeats=repeats) / inner for _ in range(rounds)]) * 1e6
+    return {"pooling": name, "params": params, "us": float(np.median(times)), "us_lo": float(times.min()),
+            "us_hi": float(times.max()), "ms": float(np.median(times)) / 1000,
             "sequential_steps": n if name == "rnn" else 1}
+
+
+@torch.no_grad()
+def key_weights(model: SequenceClassifier, X: torch.Tensor) -> torch.Tensor:
+    """First-block attention received by each input position, ``(batch, n)``.
+
+    Averaged over heads and over the ``n`` input positions as queries (a [CLS] position,
+    if any, is left out as query and as key); rows sum to 1 without [CLS], to at most 1 with it.
+    """
+    enc = model.encoder
+    if len(enc.blocks) == 0:
+        raise ValueError("key_weights needs a model with at least one block")
+    block = enc.blocks[0]
+    h = enc.embed_input(X)
+    if block.norm == "pre":
+        h = block.ln1(h)
+    _, w = block.attn(h, return_weights=True)  # (batch, heads, n', n')
+    if enc.cls is not None:
+        w = w[:, :, 1:, 1:]
+    return w.mean((1, 2))
 
 
 @torch.no_grad()
