@@ -19,8 +19,8 @@ from .mha import MultiHeadAttention
 
 
 # ----------------------------------------------------------------- timing
-def time_fn(fn: Callable, *args, warmup: int = 1, repeats: int = 5, clock: str = "cpu") -> float:
-    """Median time of ``fn(*args)`` in seconds, after ``warmup`` untimed calls.
+def time_samples(fn: Callable, *args, warmup: int = 1, repeats: int = 5, clock: str = "cpu") -> list[float]:
+    """Every one of ``repeats`` timed calls of ``fn(*args)``, in seconds, after ``warmup`` untimed ones.
 
     ``clock="cpu"`` (default) measures the CPU time of this process
     (``time.process_time``): on a machine shared with other jobs it counts the
@@ -28,9 +28,8 @@ def time_fn(fn: Callable, *args, warmup: int = 1, repeats: int = 5, clock: str =
     than wall time. With several threads it adds their times up; the chapters
     run on one thread. ``clock="wall"`` measures wall time (``time.perf_counter``).
 
-    Runs under ``torch.no_grad()``. The median of a few repeats is robust to the
-    odd slow call; the minimum would flatter, the mean would be pulled up by a
-    single hiccup.
+    Runs under ``torch.no_grad()``. Keep all the samples to show the spread;
+    :func:`time_fn` summarises them by their median.
     """
     if repeats < 1:
         raise ValueError(f"repeats must be at least 1, got {repeats}")
@@ -45,7 +44,16 @@ def time_fn(fn: Callable, *args, warmup: int = 1, repeats: int = 5, clock: str =
             start = now()
             fn(*args)
             times.append(now() - start)
-    return statistics.median(times)
+    return times
+
+
+def time_fn(fn: Callable, *args, warmup: int = 1, repeats: int = 5, clock: str = "cpu") -> float:
+    """Median time of ``fn(*args)`` in seconds, after ``warmup`` untimed calls (see :func:`time_samples`).
+
+    The median of a few repeats is robust to the odd slow call; the minimum would
+    flatter, the mean would be pulled up by a single hiccup.
+    """
+    return statistics.median(time_samples(fn, *args, warmup=warmup, repeats=repeats, clock=clock))
 
 
 class LogLogFit(NamedTuple):
@@ -128,6 +136,25 @@ def linear_attention_recurrent(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor
     return torch.stack(outs, dim=-2)
 
 
+def relu_feature_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """Linear attention with ReLU as the *feature map*: ``ReLU(q_i) . ReLU(k_j)`` as the weights.
+
+    This is how EfficientViT (Cai et al. 2023) uses ReLU: not on the scores ``q . k``
+    but on ``q`` and ``k`` separately, so that the weights factorise and the product is
+    computed right to left in O(n)::
+
+        out = ReLU(Q) (ReLU(K)^T V) / (ReLU(Q) (ReLU(K)^T 1) + eps)
+
+    (``eps`` keeps a query whose features are all zero from dividing by zero.) Rows of
+    the implied weights sum to 1 wherever the denominator is not zero. Non-causal.
+    Shapes: q, k ``(..., n, d_k)``, v ``(..., n, d_v)`` -> ``(..., n, d_v)``.
+    """
+    phi_q, phi_k = torch.relu(q), torch.relu(k)
+    state = phi_k.transpose(-2, -1) @ v  # (..., d_k, d_v): no n x n matrix anywhere
+    norm = phi_q @ phi_k.sum(-2).unsqueeze(-1)  # (..., n, 1)
+    return (phi_q @ state) / (norm + eps)
+
+
 # ------------------------------------------------------- a one-layer recall model
 class ShiftRecall(nn.Module):
     """Token embedding + a shift of the previous token + one attention layer + readout.
@@ -143,15 +170,20 @@ class ShiftRecall(nn.Module):
     Args:
         vocab_size, num_classes, d_model, num_heads, max_len: sizes.
         normaliser: passed to :class:`~attnlib.mha.MultiHeadAttention`.
+        positions: add learned position embeddings (``pos_t``). Recall does not need
+            them (the shift already tells a value from the key before it); without them
+            the model runs on sequences of any length, so it can be tested on lengths
+            it was not trained on.
 
     ``forward``: token ids ``(batch, n)`` -> logits ``(batch, n, num_classes)``.
     """
 
-    def __init__(self, vocab_size, num_classes, d_model, *, num_heads=1, normaliser="softmax", max_len=128):
+    def __init__(self, vocab_size, num_classes, d_model, *, num_heads=1, normaliser="softmax", max_len=128,
+                 positions=True):
         super().__init__()
         self.embed = nn.Embedding(vocab_size, d_model)
         self.prev = nn.Embedding(vocab_size, d_model)
-        self.pos = nn.Embedding(max_len, d_model)
+        self.pos = nn.Embedding(max_len, d_model) if positions else None
         self.ln = nn.LayerNorm(d_model)
         self.attn = MultiHeadAttention(d_model, num_heads, normaliser=normaliser)
         self.head = nn.Linear(d_model, num_classes)
@@ -159,10 +191,24 @@ class ShiftRecall(nn.Module):
     def forward(self, x):
         if x.dim() != 2 or x.is_floating_point():
             raise ValueError(f"expected token ids of shape (batch, n), got {tuple(x.shape)} {x.dtype}")
-        if x.shape[1] > self.pos.num_embeddings:
+        if self.pos is not None and x.shape[1] > self.pos.num_embeddings:
             raise ValueError(f"sequence of length {x.shape[1]} is longer than max_len={self.pos.num_embeddings}")
         p = self.prev(x)  # (batch, n, d_model)
         h = self.embed(x) + torch.cat([torch.zeros_like(p[:, :1]), p[:, :-1]], dim=1)
-        h = h + self.pos.weight[: x.shape[1]]
+        if self.pos is not None:
+            h = h + self.pos.weight[: x.shape[1]]
         h = h + self.attn(self.ln(h))
         return self.head(h)
+
+
+def describe_recall(x: torch.Tensor, y: torch.Tensor, num_keys: int) -> str:
+    """One recall sequence as readable text: keys ``k3``, values ``v5``, and, under each
+    query, the value the model must answer (``associative_recall``'s token ids: keys
+    ``0 .. num_keys-1``, then values; labels are value indices)."""
+    if x.dim() != 1 or y.shape != x.shape:
+        raise ValueError(f"expected one sequence x and its labels y of the same shape, got {tuple(x.shape)}, {tuple(y.shape)}")
+    tokens = [f"k{t}" if t < num_keys else f"v{t - num_keys}" for t in x.tolist()]
+    answers = ["" if t < 0 else f"v{t}" for t in y.tolist()]
+    width = max(len(t) for t in tokens + answers) + 1
+    return ("input:  " + "".join(t.rjust(width) for t in tokens) + "\n"
+            + "target: " + "".join((a or ".").rjust(width) for a in answers))

@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-from attnlib.alternatives import (LogLogFit, ShiftRecall, attention_flops, crossover, fit_loglog,
-                                  linear_attention_recurrent, predicted_crossover, time_fn)
+from attnlib.alternatives import (LogLogFit, ShiftRecall, attention_flops, crossover, describe_recall, fit_loglog,
+                                  linear_attention_recurrent, predicted_crossover, relu_feature_attention,
+                                  time_fn, time_samples)
 from attnlib.sdpa import attention
 from attnlib.tasks import associative_recall
 
@@ -77,3 +78,55 @@ def test_shift_recall_sees_the_previous_token_and_nothing_else_without_attention
         y[0, 1] = 7
         changed = (model(x) - model(y)).abs().amax(-1)[0] > 1e-6
     assert changed.tolist() == [False, True, True, False, False]
+
+
+def test_time_samples_keeps_every_repeat_and_time_fn_is_their_median():
+    x = torch.randn(32, 32)
+    ts = time_samples(torch.matmul, x, x, warmup=0, repeats=7)
+    assert len(ts) == 7 and all(t >= 0 for t in ts)
+    with pytest.raises(ValueError):
+        time_samples(torch.matmul, x, x, repeats=0)
+    calls = iter([0.0, 3.0, 3.0, 4.0, 4.0, 9.0])  # three calls lasting 3, 0 and 5 seconds
+    import attnlib.alternatives as alt
+    orig = alt.time.process_time
+    alt.time.process_time = lambda: next(calls)
+    try:
+        assert time_fn(lambda: None, warmup=0, repeats=3) == 3.0
+    finally:
+        alt.time.process_time = orig
+
+
+def test_relu_feature_attention_is_normalised_relu_kernel_weights():
+    g = torch.Generator().manual_seed(1)
+    q, k, v = (torch.randn(2, 30, 8, generator=g, dtype=torch.float64) for _ in range(3))
+    w = torch.relu(q) @ torch.relu(k).transpose(-2, -1)  # the n x n weights, built explicitly
+    expected = (w / w.sum(-1, keepdim=True)) @ v
+    torch.testing.assert_close(relu_feature_attention(q, k, v, eps=0.0), expected)
+    # a query with no positive feature gets a zero output, not NaN
+    q0 = -torch.ones(1, 1, 8, dtype=torch.float64)
+    out = relu_feature_attention(q0, k[:1], v[:1])
+    assert torch.isfinite(out).all() and out.abs().max() == 0
+
+
+def test_describe_recall_shows_keys_values_and_targets():
+    t = associative_recall(2, 3, num_keys=8, num_values=8, seed=0)
+    text = describe_recall(t.X[0], t.y[0], num_keys=8)
+    top, bottom = text.split("\n")
+    assert top.startswith("input:") and bottom.startswith("target:")
+    assert top.count("k") == 6 and top.count("v") == 3  # 3 keys + 3 queries, 3 values
+    assert bottom.count("v") == 3 and bottom.count(".") == 6
+    with pytest.raises(ValueError):
+        describe_recall(t.X, t.y, num_keys=8)
+
+
+def test_shift_recall_without_positions_runs_on_any_length():
+    torch.manual_seed(0)
+    model = ShiftRecall(16, 8, 8, max_len=4, positions=False)
+    assert model.pos is None and "pos.weight" not in dict(model.named_parameters())
+    x = torch.tensor([[1, 9, 2, 10, 3, 11, 2, 1, 3]])  # longer than max_len: fine without positions
+    with torch.no_grad():
+        out = model(x)
+    assert out.shape == (1, 9, 8) and torch.isfinite(out).all()
+    with_pos = ShiftRecall(16, 8, 8, max_len=4)
+    with pytest.raises(ValueError):
+        with_pos(x)
