@@ -2,7 +2,8 @@
 import pytest
 import torch
 
-from attnlib.counting import mha_flops, mha_parameter_count, mha_shapes, shapes_table_html
+from attnlib.counting import (mha_elementwise_ops, mha_flops, mha_parameter_count, mha_shapes, shapes_diagram,
+                              shapes_table_html)
 from attnlib.mha import MultiHeadAttention
 
 
@@ -63,3 +64,44 @@ def test_flops_match_a_counted_forward(d, h, kv, n_q, n_k):
     with torch.no_grad():
         assert torch.allclose(out, m(xq, xkv), atol=1e-5)  # the counted pass is the module's computation
     assert counter.get_total_flops() == mha_flops(d, h, n_q, n_k, batch=2, num_kv_heads=kv)["total"]
+
+
+@pytest.mark.parametrize("d,h,n_q,n_k", [(64, 1, 10, None), (64, 8, 10, 7), (512, 64, 16, None)])
+def test_elementwise_ops_grow_with_heads(d, h, n_q, n_k):
+    ops = mha_elementwise_ops(d, h, n_q, n_k, batch=2)
+    m = MultiHeadAttention(d, h)
+    x_q, x_k = torch.randn(2, n_q, d), torch.randn(2, n_k or n_q, d)
+    _, w = m(x_q, x_k, return_weights=True)
+    assert ops["scale"] == ops["mask"] == w.numel()  # one operation per score, in every head
+    assert ops["total"] == 5 * w.numel()
+    assert ops["share of attention products"] == pytest.approx(5 * h / (4 * d))
+    assert mha_elementwise_ops(d, h, n_q, n_k, batch=2, mask=False)["total"] == 4 * w.numel()
+    if h > 1:  # the products do not grow with h; the element-wise work does, h times
+        assert mha_elementwise_ops(d, 1, n_q, n_k, batch=2)["total"] * h == ops["total"]
+
+
+@pytest.mark.parametrize("n,d,h", [(4, 12, 3), (3, 8, 2), (5, 8, 4)])
+def test_shapes_diagram_draws_every_block(n, d, h):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import to_hex
+    from matplotlib.patches import Rectangle
+
+    colors = ["#ff0000", "#00ff00", "#0000ff", "#ffff00"][:h]
+    fig = shapes_diagram(n=n, d_model=d, num_heads=h, colors=colors)
+    rects = [p for ax in fig.axes for p in ax.patches if isinstance(p, Rectangle)]
+    faces = [to_hex(p.get_facecolor()) for p in rects]
+    d_k = d // h
+    for c in colors:  # per head: W_Q block, Q block, viewed block, transposed Q_i, head_i, concat block, W_O block
+        mine = [p for p, f in zip(rects, faces) if f == c]
+        assert len(mine) == 7, (c, len(mine))
+        sizes = sorted((p.get_width(), p.get_height()) for p in mine)
+        assert sizes.count((d_k, n)) == 5  # Q block, viewed, transposed, head_i, concat block
+        assert (d_k, d) in sizes and (d, d_k) in sizes  # W_Q's column block, W_O's row block
+    texts = " ".join(t.get_text() for ax in fig.axes for t in ax.texts)
+    assert f"({h}, {n}, {d_k})" in texts and f"({n}, {h}, {d_k})" in texts
+    plt.close(fig)
+    with pytest.raises(ValueError):
+        shapes_diagram(n=4, d_model=10, num_heads=3)
