@@ -1,4 +1,5 @@
 """Chapter 3's checkers: right answers pass, typical mistakes get a hint, odd answers no traceback."""
+from attnlib.checks import outcome
 import pytest
 import torch
 
@@ -14,10 +15,10 @@ def fuse_right(W_O, b_O, W_1, b_1):
 
 
 def test_right_answers_pass():
-    assert check_gauge(gauge_right)
-    assert check_gauge(lambda W_V, W_O, M: [W_V @ M, torch.linalg.inv(M) @ W_O])
-    assert check_fuse(fuse_right)
-    assert check_fuse(lambda W_O, b_O, W_1, b_1: (W_O @ W_1, W_1.T @ b_O + b_1))
+    assert outcome(check_gauge, gauge_right)
+    assert outcome(check_gauge, lambda W_V, W_O, M: [W_V @ M, torch.linalg.inv(M) @ W_O])
+    assert outcome(check_fuse, fuse_right)
+    assert outcome(check_fuse, lambda W_O, b_O, W_1, b_1: (W_O @ W_1, W_1.T @ b_O + b_1))
 
 
 @pytest.mark.parametrize("wrong,fragment", [
@@ -37,7 +38,7 @@ def test_right_answers_pass():
     (None, "expected a function"),
 ])
 def test_gauge_mistakes_get_a_message(wrong, fragment):
-    result = check_gauge(wrong)
+    result = outcome(check_gauge, wrong)
     assert not result and fragment in result.message, result.message
     assert "inv(M) @" not in result.message and "solve(M" not in result.message  # no solution given away
 
@@ -55,7 +56,7 @@ def test_gauge_mistakes_get_a_message(wrong, fragment):
     (lambda W_O, b_O, W_1, b_1: "W_O W_1", "expected a pair"),
 ])
 def test_fuse_mistakes_get_a_message(wrong, fragment):
-    result = check_fuse(wrong)
+    result = outcome(check_fuse, wrong)
     assert not result and fragment in result.message, result.message
     assert "b_O @ W_1 + b_1" not in result.message
 
@@ -64,6 +65,6 @@ def test_stubs_raise_not_implemented():
     def stub(*args):
         raise NotImplementedError
     with pytest.raises(NotImplementedError):
-        check_gauge(stub)
+        outcome(check_gauge, stub)
     with pytest.raises(NotImplementedError):
-        check_fuse(stub)
+        outcome(check_fuse, stub)

@@ -1,4 +1,5 @@
 """Chapter 2's checkers: right answers pass, typical mistakes get a hint, odd answers no traceback."""
+from attnlib.checks import outcome
 import pytest
 
 from attnlib.checks.shapes import (_per_head, check_merge_heads, check_mha_from_heads,
@@ -13,8 +14,9 @@ def _ref_split(x, h):
 
 
 def test_split_reference_passes():
-    assert check_split_heads(split_heads)
-    assert check_split_heads(_ref_split)
+    assert check_split_heads(_ref_split).passed
+    r = outcome(check_split_heads, split_heads)
+    assert not r and "library's own" in r.message
 
 
 @pytest.mark.parametrize("wrong,fragment", [
@@ -31,34 +33,42 @@ def test_split_reference_passes():
     (None, "expected a function"),
 ])
 def test_split_mistakes(wrong, fragment):
-    result = check_split_heads(wrong)
+    result = outcome(check_split_heads, wrong)
     assert not result and fragment in result.message, result.message
     assert "transpose(1, 2)" not in result.message  # never gives the solution away
 
 
 def test_merge():
-    assert check_merge_heads(merge_heads)
-    r = check_merge_heads(lambda x: x.reshape(x.shape[0], x.shape[2], -1))
+    assert check_merge_heads(lambda x: x.transpose(1, 2).reshape(x.shape[0], x.shape[2], -1)).passed
+    r = outcome(check_merge_heads, merge_heads)
+    assert not r and "library's own" in r.message
+    r = outcome(check_merge_heads, lambda x: x.reshape(x.shape[0], x.shape[2], -1))
     assert not r and "mixed up" in r.message
-    r = check_merge_heads(lambda x: x.permute(0, 2, 3, 1).reshape(x.shape[0], x.shape[2], -1))
+    r = outcome(check_merge_heads, lambda x: x.permute(0, 2, 3, 1).reshape(x.shape[0], x.shape[2], -1))
     assert not r and "interleaved" in r.message
-    r = check_merge_heads(lambda x: x)
+    r = outcome(check_merge_heads, lambda x: x)
     assert not r and "shape" in r.message
 
 
 def test_mha_from_heads():
-    assert check_mha_from_heads(lambda x, m: _per_head(x, m))
+    assert outcome(check_mha_from_heads, lambda x, m: _per_head(x, m))
     for kw, fragment in [({"transpose": False}, "transpose"), ({"scale": False}, "not scaled"),
                          ({"bias": False}, "biases"), ({"out": False}, "out_proj")]:
-        r = check_mha_from_heads(lambda x, m, kw=kw: _per_head(x, m, **kw))
+        r = outcome(check_mha_from_heads, lambda x, m, kw=kw: _per_head(x, m, **kw))
         assert not r and fragment in r.message, (kw, r.message)
-    r = check_mha_from_heads(lambda x, m: 1 / 0)
+    r = outcome(check_mha_from_heads, lambda x, m: 1 / 0)
     assert not r and "ZeroDivisionError" in r.message
 
 
 def test_parameter_count():
-    assert check_parameter_count(lambda d, h, kv: mha_parameter_count(d, h, num_kv_heads=kv)["total"])
-    assert check_parameter_count(lambda d, h, kv: float(mha_parameter_count(d, h, num_kv_heads=kv)["total"]))
+    def mine(d, h, kv):
+        d_k = d // h
+        return d * d + d + 2 * (d * kv * d_k + kv * d_k) + d * d + d
+
+    assert check_parameter_count(mine).passed
+    assert check_parameter_count(lambda d, h, kv: float(mine(d, h, kv))).passed
+    r = outcome(check_parameter_count, lambda d, h, kv: mha_parameter_count(d, h, num_kv_heads=kv)["total"])
+    assert not r and "library's own" in r.message
     cases = [
         (lambda d, h, kv: 2 * d * d + 2 * d * (d // h) * kv, "biases"),
         (lambda d, h, kv: 4 * d * d + 4 * d, "num_kv_heads * d_k"),
@@ -70,7 +80,7 @@ def test_parameter_count():
         (7, "expected a function"),
     ]
     for fn, fragment in cases:
-        r = check_parameter_count(fn)
+        r = outcome(check_parameter_count, fn)
         assert not r and fragment in r.message, r.message
 
 

@@ -1,4 +1,5 @@
 """Chapter 4's checkers: right answers pass, typical mistakes get a hint, odd input no traceback."""
+from attnlib.checks import CheckFailed, outcome
 import math
 
 import pytest
@@ -28,10 +29,31 @@ COMMON = [  # (wrong answer built from the right one, fragment of the message)
     (lambda right: "not a function", "expected a function"),
 ]
 
+def relu_attn(Q, K, V):
+    return torch.relu(Q @ K.transpose(-2, -1) / math.sqrt(Q.shape[-1])) / K.shape[-2] @ V
+
+def sigmoid_attn(Q, K, V):
+    return torch.sigmoid(Q @ K.transpose(-2, -1) / math.sqrt(Q.shape[-1]) - math.log(K.shape[-2])) @ V
+
+def rnn(Q, K, V):
+    pq, pk = F.elu(Q) + 1, F.elu(K) + 1
+    S, z, out = 0, 0, []
+    for i in range(Q.shape[1]):
+        S = S + pk[:, i, :, None] * V[:, i, None, :]
+        z = z + pk[:, i]
+        out.append((pq[:, i, None, :] @ S)[:, 0] / (pq[:, i] * z).sum(-1, keepdim=True))
+    return torch.stack(out, 1)
+
+
 RIGHT = {
-    "relu": (check_relu_attention, lambda Q, K, V: attention(Q, K, V, normaliser="relu")),
-    "sigmoid": (check_sigmoid_attention, lambda Q, K, V: attention(Q, K, V, normaliser="sigmoid")),
-    "recurrence": (check_linear_recurrence, linear_attention_recurrent),
+    "relu": (check_relu_attention, relu_attn),
+    "sigmoid": (check_sigmoid_attention, sigmoid_attn),
+    "recurrence": (check_linear_recurrence, rnn),
+}
+LIBRARY = {  # right, but only by calling the library's own implementation
+    "relu": lambda Q, K, V: attention(Q, K, V, normaliser="relu"),
+    "sigmoid": lambda Q, K, V: attention(Q, K, V, normaliser="sigmoid"),
+    "recurrence": linear_attention_recurrent,
 }
 
 
@@ -40,34 +62,29 @@ def test_right_answers_pass(which):
     check, right = RIGHT[which]
     result = check(right)
     assert result, result.message
+    assert check(right).passed
 
 
 def test_handwritten_right_answers_pass():
-    def relu_attn(Q, K, V):
-        return torch.relu(Q @ K.transpose(-2, -1) / math.sqrt(Q.shape[-1])) / K.shape[-2] @ V
+    assert outcome(check_relu_attention, relu_attn)
+    assert outcome(check_sigmoid_attention, sigmoid_attn)
+    assert outcome(check_linear_recurrence, rnn)
 
-    def sigmoid_attn(Q, K, V):
-        return torch.sigmoid(Q @ K.transpose(-2, -1) / math.sqrt(Q.shape[-1]) - math.log(K.shape[-2])) @ V
 
-    def rnn(Q, K, V):
-        pq, pk = F.elu(Q) + 1, F.elu(K) + 1
-        S, z, out = 0, 0, []
-        for i in range(Q.shape[1]):
-            S = S + pk[:, i, :, None] * V[:, i, None, :]
-            z = z + pk[:, i]
-            out.append((pq[:, i, None, :] @ S)[:, 0] / (pq[:, i] * z).sum(-1, keepdim=True))
-        return torch.stack(out, 1)
-
-    assert check_relu_attention(relu_attn)
-    assert check_sigmoid_attention(sigmoid_attn)
-    assert check_linear_recurrence(rnn)
+@pytest.mark.parametrize("which", list(RIGHT))
+def test_answers_that_only_call_the_library_fail(which):
+    check, _ = RIGHT[which]
+    result = outcome(check, LIBRARY[which])
+    assert not result and "library's own" in result.message, result.message
+    with pytest.raises(CheckFailed):
+        check(LIBRARY[which])
 
 
 @pytest.mark.parametrize("which", list(RIGHT))
 @pytest.mark.parametrize("make_wrong,fragment", COMMON)
 def test_common_mistakes_get_a_message(which, make_wrong, fragment):
     check, right = RIGHT[which]
-    result = check(make_wrong(right))
+    result = outcome(check, make_wrong(right))
     assert not result and fragment in result.message, result.message
 
 
@@ -79,7 +96,7 @@ def test_common_mistakes_get_a_message(which, make_wrong, fragment):
     (lambda Q, K, V: torch.softmax(F.relu(scores(Q, K)), -1) @ V, "softmax"),
 ])
 def test_relu_mistakes(wrong, fragment):
-    result = check_relu_attention(wrong)
+    result = outcome(check_relu_attention, wrong)
     assert not result and fragment in result.message, result.message
 
 
@@ -91,7 +108,7 @@ def test_relu_mistakes(wrong, fragment):
     (lambda Q, K, V: torch.sigmoid(scores(Q, K) - math.log(Q.shape[-1])) @ V, "log(d_k)"),
 ])
 def test_sigmoid_mistakes(wrong, fragment):
-    result = check_sigmoid_attention(wrong)
+    result = outcome(check_sigmoid_attention, wrong)
     assert not result and fragment in result.message, result.message
 
 
@@ -110,13 +127,13 @@ def _causal(phi, Q, K, V, diagonal=0, normalise=True):
     (lambda Q, K, V: _causal(F.relu, Q, K, V), "ReLU"),
 ])
 def test_recurrence_mistakes(wrong, fragment):
-    result = check_linear_recurrence(wrong)
+    result = outcome(check_linear_recurrence, wrong)
     assert not result and fragment in result.message, result.message
 
 
 @pytest.mark.parametrize("check", [check_relu_attention, check_sigmoid_attention, check_linear_recurrence])
 def test_messages_never_reveal_the_solution(check):
-    result = check(lambda Q, K, V: Q)
+    result = outcome(check, lambda Q, K, V: Q)
     for secret in ("torch.relu(", "torch.sigmoid(", "math.log(", "F.elu(", "elu(Q)"):
         assert secret not in result.message
 

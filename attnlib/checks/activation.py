@@ -2,7 +2,7 @@
 import torch
 
 from ..probes import rank1_residual
-from .core import check_function
+from .core import check_function, checker
 
 
 def _inputs(g):
@@ -11,6 +11,7 @@ def _inputs(g):
     return (X,)
 
 
+@checker("rank-1 residual")
 def check_rank1_residual(fn):
     """Check ``fn(X)`` for ``X`` of shape (batch, n, d): the relative distance of each
     sequence's tokens from the closest matrix with identical rows, shape (batch,)."""
@@ -30,7 +31,7 @@ def check_rank1_residual(fn):
         return ((X - X.mean(1, keepdim=True)).norm() / X.norm()).expand(X.shape[0])
 
     return check_function(
-        fn, rank1_residual, _inputs, name="rank-1 residual",
+        fn, rank1_residual, _inputs, name="rank-1 residual", forbidden=[rank1_residual],
         mistakes={
             "you subtracted each token's mean over its features; the rank-1 matrix repeats one "
             "token vector down the sequence, so average over the positions instead.": wrong_axis,

@@ -1,5 +1,13 @@
-"""The machinery shared by every exercise checker."""
+"""The machinery shared by every exercise checker.
+
+A checker that a notebook calls (``check_split_heads(split_heads)``) returns a
+:class:`CheckResult` when the answer is right, and *raises* :class:`CheckFailed` when it
+is not: a grader (nbgrader) scores a cell that raises as 0 and one that runs as full
+marks, so a wrong answer must raise. The learner sees the hint alone, not a traceback.
+Every public checker is wrapped with :func:`checker`, which does both.
+"""
 import functools
+import sys
 import traceback
 from typing import Callable
 
@@ -24,6 +32,19 @@ class CheckResult:
         mark = "&#10004; passed" if self.passed else "&#10008; not yet"
         return (f'<div style="border-left:4px solid {colour};padding:4px 8px">'
                 f"<b>{self.name}: {mark}</b><br>{_html_escape(self.message)}</div>")
+
+
+class CheckFailed(AssertionError):
+    """A wrong answer: raised by every checker, so that a grader gives the cell no marks.
+
+    In a notebook it shows as its hint alone (IPython calls ``_render_traceback_``)."""
+
+    def __init__(self, result: "CheckResult"):
+        super().__init__(f"{result.name}: not yet. {result.message}")
+        self.result = result
+
+    def _render_traceback_(self):
+        return [f"\x1b[1;31m\u2718 {self.result.name}: not yet\x1b[0m", *self.result.message.splitlines()]
 
 
 def _html_escape(s):
@@ -51,26 +72,67 @@ def _describe_unsafe(x):
 
 
 def checker(name: str):
-    """Decorator for a checker that does not go through :func:`check_function`.
+    """Decorator for every public checker: a passed :class:`CheckResult`, or :class:`CheckFailed`.
 
-    Whatever the learner hands in, the checker answers with a :class:`CheckResult`:
-    an exception (other than ``NotImplementedError``, the sign of an unattempted
-    stub) becomes a failed result that names it, instead of a traceback.
+    Whatever the learner hands in, the wrapped checker answers with a verdict: an exception
+    (other than ``NotImplementedError``, the sign of an unattempted stub) becomes a failed
+    result that names it, and a failed result is raised as :class:`CheckFailed`.
     """
     def wrap(fn):
         @functools.wraps(fn)
         def safe(*args, **kwargs):
             try:
                 result = fn(*args, **kwargs)
-            except NotImplementedError:
+            except (NotImplementedError, CheckFailed):
                 raise
             except Exception as e:  # noqa: BLE001
-                return CheckResult(False, name, f"could not check this answer: {type(e).__name__}: {e}")
+                result = CheckResult(False, name, f"could not check this answer: {type(e).__name__}: {e}")
             if not isinstance(result, CheckResult):
-                return CheckResult(bool(result), name, "passed." if result else "not yet.")
+                result = CheckResult(bool(result), name, "passed." if result else "not yet.")
+            if not result.passed:
+                raise CheckFailed(result)
             return result
+        safe.is_checker = True
         return safe
     return wrap
+
+
+def outcome(check: Callable, *args, **kwargs) -> "CheckResult":
+    """The verdict of ``check(*args)`` whether it passed or failed (for tests and teachers)."""
+    try:
+        return check(*args, **kwargs)
+    except CheckFailed as e:
+        return e.result
+
+
+class _Calls:
+    """Records whether any of some Python functions is called while it is active."""
+
+    def __init__(self, functions):
+        functions = list(functions or ())
+        self.codes = {f.__code__: f for f in functions if hasattr(f, "__code__")}
+        self.builtins = [f for f in functions if not hasattr(f, "__code__")]  # C functions
+        self.called = None
+
+    def _profile(self, frame, event, arg):
+        if self.called is not None:
+            return
+        if event == "call" and frame.f_code in self.codes:
+            self.called = self.codes[frame.f_code]
+        elif event == "c_call" and any(arg is f for f in self.builtins):
+            self.called = arg
+
+    def __enter__(self):
+        self.active = bool(self.codes or self.builtins)
+        if self.active:
+            self._old = sys.getprofile()
+            sys.setprofile(self._profile)
+        return self
+
+    def __exit__(self, *exc):
+        if self.active:
+            sys.setprofile(self._old)
+        return False
 
 
 def _same(a, b, atol, rtol):
@@ -80,7 +142,7 @@ def _same(a, b, atol, rtol):
 
 def check_function(candidate, reference: Callable, make_inputs: Callable, *, name: str,
                    trials: int = 3, atol: float = 1e-5, rtol: float = 1e-4,
-                   mistakes: dict | None = None, hint: str = "") -> CheckResult:
+                   mistakes: dict | None = None, hint: str = "", forbidden=()) -> CheckResult:
     """Compare ``candidate`` with ``reference`` on ``trials`` fresh random inputs.
 
     Args:
@@ -91,6 +153,9 @@ def check_function(candidate, reference: Callable, make_inputs: Callable, *, nam
         mistakes: ``{message: wrong_function}``: typical wrong versions; when the
             candidate's output matches one of them, its message is the hint.
         hint: a general hint added when the answer is wrong for another reason.
+        forbidden: the library's own implementations of what the exercise asks for
+            (Python functions or methods): an answer that calls one of them only
+            delegates, and fails with a message that says so.
 
     Raises:
         NotImplementedError: passed through from an unattempted stub.
@@ -105,7 +170,7 @@ def check_function(candidate, reference: Callable, make_inputs: Callable, *, nam
         with torch.no_grad():
             expected = reference(*args)
         try:
-            with torch.no_grad():
+            with torch.no_grad(), _Calls(forbidden) as calls:
                 got = candidate(*[a.clone() if isinstance(a, torch.Tensor) else a for a in args])
         except NotImplementedError:
             raise
@@ -116,6 +181,10 @@ def check_function(candidate, reference: Callable, make_inputs: Callable, *, nam
         verdict = _compare(got, expected, args, name, atol, rtol, mistakes, extra)
         if verdict is not None:
             return verdict
+        if calls.called is not None:  # right, but only by calling the library's own implementation
+            used = getattr(calls.called, "__qualname__", repr(calls.called))
+            return CheckResult(False, name, f"your function calls the library's own `{used}`: the exercise "
+                               "is to write it yourself, from the operations it names.")
     return CheckResult(True, name, f"matches the reference on {trials} random inputs.")
 
 

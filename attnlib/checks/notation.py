@@ -4,7 +4,9 @@ import math
 import torch
 
 from ..sdpa import attention
-from .core import check_function
+import torch.nn.functional as F
+
+from .core import check_function, checker
 
 
 def _inputs(g):
@@ -13,6 +15,7 @@ def _inputs(g):
             torch.randn(batch, n_k, d_v, generator=g))
 
 
+@checker("scaled dot-product attention")
 def check_attention(fn):
     """Check ``fn(Q, K, V)``: softmax(Q K^T / sqrt(d_k)) V for (batch, n, d) tensors."""
     def no_scale(Q, K, V):
@@ -26,6 +29,7 @@ def check_attention(fn):
 
     return check_function(
         fn, attention, _inputs, name="scaled dot-product attention",
+        forbidden=[attention, F.scaled_dot_product_attention],
         mistakes={
             "the scores are not scaled: divide Q K^T by sqrt(d_k) before the softmax.": no_scale,
             "you divided by d_k; the paper divides by its square root.": scale_by_d,

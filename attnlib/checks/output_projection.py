@@ -10,7 +10,7 @@ import traceback
 
 import torch
 
-from .core import CheckResult, _describe, check_function
+from .core import CheckResult, _describe, check_function, checker
 
 
 def _pack(pair):
@@ -69,6 +69,7 @@ def _gauge_reference(W_V, W_O, M):
     return W_V @ M, torch.linalg.inv(M) @ W_O
 
 
+@checker("the M, M^-1 symmetry of one head")
 def check_gauge(fn):
     """Check ``fn(W_V_h, W_O_h, M) -> (W_V_h M, M^-1 W_O_h)`` for one head.
 
@@ -107,6 +108,7 @@ def _fuse_reference(W_O, b_O, W_1, b_1):
     return W_O @ W_1, b_O @ W_1 + b_1
 
 
+@checker("fusing W_O into W_1")
 def check_fuse(fn):
     """Check ``fn(W_O, b_O, W_1, b_1) -> (W, b)`` with ``(c W_O + b_O) W_1 + b_1 = c W + b``.
 

@@ -3,7 +3,7 @@ import math
 
 import torch
 
-from .core import check_function
+from .core import check_function, checker
 
 
 def _reference(x, q):
@@ -16,6 +16,7 @@ def _inputs(g):
     return torch.randn(batch, n, d, generator=g) * 2, torch.randn(d, generator=g) * 2
 
 
+@checker("attention pooling")
 def check_attention_pooling(fn):
     """Check ``fn(x, q)``: one learned query ``q`` (d,) pools ``x`` (batch, n, d) into (batch, d)."""
     def no_scale(x, q):

@@ -13,8 +13,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..counting import mha_parameter_count
-from ..mha import merge_heads, split_heads
-from .core import CheckResult, check_function
+from ..mha import MultiHeadAttention, merge_heads, split_heads
+from .core import CheckResult, _Calls, check_function, checker
 
 _SPLIT_NAME = "split_heads"
 _MERGE_NAME = "merge_heads"
@@ -30,6 +30,7 @@ def _split_inputs(g):
     return torch.randn(batch, n, h * d_head, generator=g), h
 
 
+@checker(_SPLIT_NAME)
 def check_split_heads(fn):
     """Check ``fn(x, num_heads)``: ``(batch, n, h*d_head) -> (batch, h, n, d_head)``."""
 
@@ -50,7 +51,7 @@ def check_split_heads(fn):
         return x.reshape(b, n, h, f // h)
 
     return check_function(
-        fn, split_heads, _split_inputs, name=_SPLIT_NAME, trials=4,
+        fn, split_heads, _split_inputs, name=_SPLIT_NAME, trials=4, forbidden=[split_heads],
         mistakes={
             "right shape, but heads and positions are mixed up: reshaping (batch, n, h*d_head) straight "
             "to (batch, h, n, d_head) cuts the memory in the wrong places. Reshape so that the new "
@@ -71,6 +72,7 @@ def _merge_inputs(g):
     return (split_heads(x, h),)
 
 
+@checker(_MERGE_NAME)
 def check_merge_heads(fn):
     """Check ``fn(heads)``: ``(batch, h, n, d_head) -> (batch, n, h*d_head)``, the inverse of split_heads."""
 
@@ -83,7 +85,7 @@ def check_merge_heads(fn):
         return x.permute(0, 2, 3, 1).reshape(b, n, h * d)
 
     return check_function(
-        fn, merge_heads, _merge_inputs, name=_MERGE_NAME, trials=4,
+        fn, merge_heads, _merge_inputs, name=_MERGE_NAME, trials=4, forbidden=[merge_heads],
         mistakes={
             "right shape, but heads and positions are mixed up: the memory of (batch, h, n, d_head) "
             "holds head 0's positions first, so a reshape alone glues rows of different positions "
@@ -137,6 +139,7 @@ def _per_head(x, mha, *, transpose=True, scale=True, bias=True, out=True):
     return F.linear(cat, mha.out_proj.weight, mha.out_proj.bias if bias else None)
 
 
+@checker("multi-head attention from per-head matrices")
 def check_mha_from_heads(fn):
     """Check ``fn(x, mha)``: a head-by-head multi-head attention matching ``torch.nn.MultiheadAttention``.
 
@@ -145,6 +148,7 @@ def check_mha_from_heads(fn):
     """
     return check_function(
         fn, _torch_reference, _mha_inputs, name="multi-head attention from per-head matrices",
+        forbidden=[nn.MultiheadAttention.forward, F.multi_head_attention_forward, MultiHeadAttention.forward],
         trials=3, atol=1e-4, rtol=1e-3,
         mistakes={
             "in_proj_weight is stored as nn.Linear stores weights, (out_features, in_features): "
@@ -164,6 +168,7 @@ def check_mha_from_heads(fn):
 _COUNT_CASES = [(16, 4, 4), (64, 8, 8), (64, 8, 2), (48, 6, 1), (512, 8, 8), (30, 5, 1)]
 
 
+@checker("parameter count")
 def check_parameter_count(fn):
     """Check ``fn(d_model, num_heads, num_kv_heads) -> int``: parameters of one attention layer with biases."""
     name = "parameter count"
@@ -184,12 +189,16 @@ def check_parameter_count(fn):
     for d, h, kv in _COUNT_CASES:
         expected = mha_parameter_count(d, h, num_kv_heads=kv)["total"]
         try:
-            got = fn(d, h, kv)
+            with _Calls([mha_parameter_count]) as calls:
+                got = fn(d, h, kv)
         except NotImplementedError:
             raise
         except Exception as e:
             where = traceback.extract_tb(e.__traceback__)[-1]
             return CheckResult(False, name, f"your function raised {type(e).__name__}: {e} (line {where.lineno}).")
+        if calls.called is not None:
+            return CheckResult(False, name, "your function calls the library's own `mha_parameter_count`: "
+                               "the exercise is to count the parameters yourself.")
         if got is None:
             return CheckResult(False, name, "your function returned None: is a `return` missing?")
         if isinstance(got, torch.Tensor) and got.numel() == 1:

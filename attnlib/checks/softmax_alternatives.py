@@ -9,8 +9,9 @@ import math
 import torch
 import torch.nn.functional as F
 
+from ..alternatives import linear_attention_recurrent
 from ..sdpa import attention
-from .core import CheckResult, check_function
+from .core import CheckResult, check_function, checker
 
 
 def _inputs(g):
@@ -25,6 +26,7 @@ def _scores(Q, K, scale=True):
     return s / math.sqrt(Q.shape[-1]) if scale else s
 
 
+@checker("ReLU/n attention")
 def check_relu_attention(fn) -> CheckResult:
     """Check ``fn(Q, K, V)`` = ReLU(Q K^T / sqrt(d_k)) / n_k @ V (Wortsman et al. 2023)."""
     def reference(Q, K, V):
@@ -32,7 +34,7 @@ def check_relu_attention(fn) -> CheckResult:
 
     n = lambda K: K.shape[-2]  # noqa: E731
     return check_function(
-        fn, reference, _inputs, name="ReLU/n attention",
+        fn, reference, _inputs, name="ReLU/n attention", forbidden=[attention],
         mistakes={
             "your weights are not divided by the sequence length: ReLU alone makes every output grow "
             "with the number of keys.": lambda Q, K, V: F.relu(_scores(Q, K)) @ V,
@@ -49,6 +51,7 @@ def check_relu_attention(fn) -> CheckResult:
     )
 
 
+@checker("sigmoid attention")
 def check_sigmoid_attention(fn) -> CheckResult:
     """Check ``fn(Q, K, V)`` = sigmoid(Q K^T / sqrt(d_k) - log n_k) @ V (Ramapuram et al. 2024)."""
     def reference(Q, K, V):
@@ -56,7 +59,7 @@ def check_sigmoid_attention(fn) -> CheckResult:
 
     logn = lambda K: math.log(K.shape[-2])  # noqa: E731
     return check_function(
-        fn, reference, _inputs, name="sigmoid attention",
+        fn, reference, _inputs, name="sigmoid attention", forbidden=[attention],
         mistakes={
             "the bias is missing: without subtracting log n, each row's weights add up to about n/2.":
                 lambda Q, K, V: torch.sigmoid(_scores(Q, K)) @ V,
@@ -73,6 +76,7 @@ def check_sigmoid_attention(fn) -> CheckResult:
     )
 
 
+@checker("causal linear attention as a recurrence")
 def check_linear_recurrence(fn) -> CheckResult:
     """Check ``fn(Q, K, V)`` = causal linear attention with phi = elu + 1, shapes (batch, n, d)."""
     def reference(Q, K, V):
@@ -93,6 +97,7 @@ def check_linear_recurrence(fn) -> CheckResult:
 
     return check_function(
         fn, reference, _inputs, name="causal linear attention as a recurrence",
+        forbidden=[attention, linear_attention_recurrent],
         mistakes={
             "your output does not depend on order: every position sees every key. A recurrence must "
             "only use keys up to the current position.":
