@@ -310,6 +310,7 @@ def slice_cells(nb, exercises, regions, full=False):
 
 _CASES = r'''
 import json as _aq_json
+from attnlib.checks import CheckFailed as _aq_CheckFailed
 import torch as _aq_torch
 
 def _aq_tensor(out, f):
@@ -333,9 +334,12 @@ def _aq_probe(check, answer, *args, **kwargs):
     def run(label, candidate):
         try:
             r = check(candidate, *args, **kwargs)
-            results[label] = {"type": type(r).__name__, "passed": bool(r), "message": str(getattr(r, "message", r))}
+        except _aq_CheckFailed as e:  # a wrong answer: the checker raises, with its verdict
+            r = e.result
         except Exception as e:
             results[label] = {"raised": f"{type(e).__name__}: {e}"}
+            return
+        results[label] = {"type": type(r).__name__, "passed": bool(r), "message": str(getattr(r, "message", r))}
     run("None", None)
     run("the number 42", 42)
     for label, g in _aq_cases.items():
@@ -521,9 +525,12 @@ ODD = {
 
 
 def _call(check, answer):
+    """The checker's verdict on ``answer``: the CheckResult it returns, or the one it raises."""
+    from attnlib.checks import outcome
+
     params = [p for p in inspect.signature(check).parameters.values()
               if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-    return check(*([answer] * max(1, len(params))))
+    return outcome(check, *([answer] * max(1, len(params))))
 
 
 @pytest.mark.parametrize("check", _checkers())
@@ -570,7 +577,7 @@ def test_nbgrader_source_mode():
 
 def test_core_never_crashes_on_odd_results():
     import torch
-    from attnlib.checks import CheckResult, check_function, checker
+    from attnlib.checks import CheckFailed, CheckResult, check_function, checker, outcome
 
     def ref(x):
         return x * 2
@@ -600,8 +607,12 @@ def test_core_never_crashes_on_odd_results():
     @checker("answer")
     def check_answer(n):
         return CheckResult(n == 4, "answer", "right." if n == 4 else "count again.")
-    assert check_answer(4) and not check_answer(torch.ones(2))  # ambiguous truth value: no traceback
-    assert "could not check" in check_answer(torch.ones(2)).message
+    assert check_answer(4)
+    with pytest.raises(CheckFailed) as info:  # a wrong answer raises, with its hint
+        check_answer(3)
+    assert info.value.result.message == "count again."
+    r = outcome(check_answer, torch.ones(2))  # ambiguous truth value: a verdict, no traceback
+    assert not r and "could not check" in r.message
 
     @checker("stub")
     def check_stub(fn):
