@@ -201,14 +201,24 @@ def scan(nb):
     return exercises, regions, plan
 
 
-def _answer_cell(region, nbgrader):
+#: Marks by difficulty, the scale of teachers.md ("Suggested marks").
+MARKS = {"easy": 1, "medium": 2, "hard": 3, "open": 3}
+
+
+def marks(exercise) -> int:
+    """The marks an exercise's text earns by its stated difficulty (``*Difficulty: medium.*``); 1 if none."""
+    m = re.search(r"Difficulty:\s*(\w+)", exercise.text)
+    return MARKS.get(m.group(1).lower(), 1) if m else 1
+
+
+def _answer_cell(region, nbgrader, points=1):
     """What replaces a written solution: an empty answer cell, or, for nbgrader, a
-    "manually graded answer" cell holding the reference answer (nbgrader blanks it)."""
+    "manually graded answer" cell worth ``points`` holding the reference answer (nbgrader blanks it)."""
     if not nbgrader:
         return nbformat.v4.new_markdown_cell(ANSWER_HERE, metadata={"tags": ["student-answer"]})
     text = "\n".join(region.markdown).strip() or ANSWER_HERE
     meta = {"nbgrader": {"grade": True, "grade_id": f"{region.label}-answer", "locked": False,
-                         "points": 1, "schema_version": 3, "solution": True, "task": False}}
+                         "points": points, "schema_version": 3, "solution": True, "task": False}}
     return nbformat.v4.new_markdown_cell(text, metadata=meta)
 
 
@@ -222,6 +232,7 @@ def student_notebook(nb, warn=print, nbgrader=False):
     """
     nb = copy.deepcopy(nb)
     exercises, regions, plan = scan(nb)
+    worth = {e.label: marks(e) for e in exercises if e.written}
     # where a region without a code stub ends, a written answer goes
     placeholder_after = {}
     for r in regions:
@@ -246,7 +257,8 @@ def student_notebook(nb, warn=print, nbgrader=False):
             text = "\n".join(what).strip("\n")
             if not text.strip():
                 if ci in placeholder_after:
-                    cells.append(_answer_cell(placeholder_after[ci], nbgrader))
+                    cells.append(_answer_cell(placeholder_after[ci], nbgrader,
+                                              worth.get(placeholder_after[ci].label, 1)))
                 continue
             cell.source = text
             cell.pop("attachments", None)
@@ -255,7 +267,8 @@ def student_notebook(nb, warn=print, nbgrader=False):
         cell.metadata.pop("execution", None)
         cells.append(cell)
         if ci in placeholder_after and cell.cell_type == "markdown":
-            cells.append(_answer_cell(placeholder_after[ci], nbgrader))
+            cells.append(_answer_cell(placeholder_after[ci], nbgrader,
+                                              worth.get(placeholder_after[ci].label, 1)))
     nb.cells = cells
     nb.metadata.pop("widgets", None)
     return nb
