@@ -30,6 +30,10 @@ GRADED = {
     "00_notation": {
         "ex-notation-attention": "    return torch.softmax(Q @ K.transpose(-2, -1), dim=-1) @ V  # not scaled",
     },
+    "03_output_projection": {
+        "ex-ch3-gauge": "    return W_V_h @ M, W_O_h @ M  # M where its inverse belongs",
+        "ex-ch3-fuse": "    return W_O @ W_1, b_1  # b_O forgotten",
+    },
 }
 STUB = "# YOUR CODE HERE\n"
 
