@@ -15,6 +15,11 @@
       i.setAttribute("aria-hidden", "true");
       i.removeAttribute("title");
     });
+    // The toggles of hidden code cells were named "Toggle hidden content" while they show
+    // "Show code cell content": name them by what they show.
+    document.querySelectorAll("details.hide > summary[aria-label]").forEach(function (s) {
+      s.removeAttribute("aria-label");
+    });
     // The bibliography is a role="list" whose entries carry the deprecated role
     // doc-biblioentry: a list must hold list items.
     document.querySelectorAll('[role="list"] > [role="doc-biblioentry"]').forEach(function (e) {

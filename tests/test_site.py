@@ -240,6 +240,33 @@ def test_math_renders(visited, doc):
     assert errors == 0, f"{doc}: {errors} MathJax errors (bad TeX)"
 
 
+AXE = ROOT / "test-vendor" / "axe-core" / "axe.min.js"
+AXE_RULES = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]
+AXE_RUN = """tags => axe.run(document, {runOnly: {type: 'tag', values: tags}, resultTypes: ['violations']})
+    .then(r => r.violations.map(v => ({id: v.id, impact: v.impact, help: v.help,
+        nodes: v.nodes.map(n => n.target.join(' ')).slice(0, 5), count: v.nodes.length})))"""
+
+
+def axe_audit(v):
+    """axe-core's WCAG 2.0/2.1 A and AA violations on the page that ``v`` visited."""
+    if not AXE.exists():
+        _unavailable(f"no {AXE.relative_to(ROOT)}: run scripts/vendor_assets.py (make test does)")
+    v.page.add_script_tag(path=str(AXE))
+    return v.page.evaluate(AXE_RUN, AXE_RULES)
+
+
+@pytest.mark.parametrize("doc", PAGES)
+def test_accessibility_no_serious_violations(visited, doc):
+    """WCAG 2.1 A/AA, audited by axe-core: no serious or critical violation; the rest listed."""
+    violations = axe_audit(visited(doc))
+    minor = [x for x in violations if x["impact"] not in ("serious", "critical")]
+    for x in minor:
+        print(f"{doc}: axe {x['impact']}: {x['id']} ({x['count']}x): {x['help']}")
+    bad = [x for x in violations if x["impact"] in ("serious", "critical")]
+    assert not bad, f"{doc}: serious/critical accessibility violations:\n" + "\n".join(
+        f"  {x['impact']}: {x['id']} ({x['count']}x) {x['help']}: {x['nodes']}" for x in bad)
+
+
 IMAGES_JS = """() => [...document.querySelectorAll('article img')].map(img => {
     const fig = img.closest('figure');
     const cap = fig && fig.querySelector('figcaption');
@@ -352,6 +379,43 @@ def test_sliders_change_their_linked_output(browser, site_url, doc):
                 "else on the page: is its output linked with jslink, and is the widget state saved?")
         v.screenshot("__slider-moved")
         assert not v.errors, f"{doc}: JavaScript errors while moving sliders:\n" + "\n".join(v.errors)
+    finally:
+        v.close()
+
+
+FOCUSED_JS = """() => { const e = document.activeElement;
+    return e ? {slider: e.getAttribute('role') === 'slider', name: e.getAttribute('aria-label') || '',
+                inArticle: !!e.closest('article')} : null; }"""
+
+
+@pytest.mark.parametrize("doc", _pages_with_widgets() or [pytest.param(None, marks=pytest.mark.skip(
+    reason="no page has widgets yet"))])
+def test_explorers_work_from_the_keyboard(browser, site_url, doc):
+    """Tab reaches each explorer's slider, which has a name; the arrow keys move it and its output."""
+    v = Visit(browser, site_url, doc)
+    try:
+        n = v.page.locator("article .widget-slider, article .jupyter-widget-slider").count()
+        if n == 0:
+            pytest.skip(f"{doc}: widgets but no slider")
+        v.page.evaluate("() => { document.activeElement && document.activeElement.blur(); window.scrollTo(0, 0); }")
+        for _ in range(400):  # Tab from the top until the first slider has the focus
+            v.page.keyboard.press("Tab")
+            f = v.page.evaluate(FOCUSED_JS)
+            if f and f["slider"] and f["inArticle"]:
+                break
+        else:
+            pytest.fail(f"{doc}: 400 presses of Tab never reached an explorer's slider")
+        assert f["name"], f"{doc}: the focused slider has no accessible name (aria-label)"
+        before = v.page.evaluate(SLIDER_STATE_JS, 0)
+        v.page.keyboard.press("ArrowRight")
+        v.page.wait_for_timeout(300)
+        after = v.page.evaluate(SLIDER_STATE_JS, 0)
+        if after["readout"] == before["readout"]:  # it started at the right end
+            v.page.keyboard.press("ArrowLeft")
+            v.page.wait_for_timeout(300)
+            after = v.page.evaluate(SLIDER_STATE_JS, 0)
+        assert after["readout"] != before["readout"], f"{doc}: the arrow keys did not move the focused slider"
+        assert after["output"] != before["output"], f"{doc}: moving the slider by keyboard changed nothing else"
     finally:
         v.close()
 
