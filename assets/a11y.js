@@ -8,13 +8,6 @@
     document.querySelectorAll("button.search-button-field[aria-label]").forEach(function (b) {
       b.removeAttribute("aria-label");
     });
-    // The colour-mode button holds only icons; their tooltips ("Light", "Dark", ...) were
-    // read as its visible text next to its name "Color mode". Hide the icons from assistive
-    // technology, so that the button is named by its label alone.
-    document.querySelectorAll(".theme-switch-button i").forEach(function (i) {
-      i.setAttribute("aria-hidden", "true");
-      i.removeAttribute("title");
-    });
     // The toggles of hidden code cells were named "Toggle hidden content" while they show
     // "Show code cell content": name them by what they show.
     document.querySelectorAll("details.hide > summary[aria-label]").forEach(function (s) {
@@ -39,11 +32,20 @@
     });
   }
 
-  function start() {
+  // The theme's own scripts (tooltips, for one) may run after this one and
+  // set titles and labels again: repeat the fixes on every change, and once all has loaded.
+  // Each fix is idempotent, so the observer settles.
+  function fixAll() {
     fixStatic();
     fixWidgets(document);
-    new MutationObserver(function () { fixWidgets(document); })
-      .observe(document.body, { childList: true, subtree: true });
+  }
+
+  function start() {
+    fixAll();
+    new MutationObserver(fixAll).observe(document.body, {
+      childList: true, subtree: true, attributes: true, attributeFilter: ["aria-label", "title"],
+    });
+    window.addEventListener("load", fixAll);
   }
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);
   else start();
