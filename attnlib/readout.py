@@ -142,6 +142,15 @@ def pooling_cost(name: str, d_model: int, n: int, *, batch: int = 32, rounds: in
             "sequential_steps": n if name == "rnn" else 1}
 
 
+def _first_block_weights(enc, X: torch.Tensor) -> torch.Tensor:
+    """The first block's attention weights ``(batch, heads, n', n')`` (n' counts a [CLS] position)."""
+    block = enc.blocks[0]
+    h = enc.embed_input(X)
+    if block.norm == "pre":
+        h = block.ln1(h)
+    return block.attn(h, return_weights=True)[1]
+
+
 @torch.no_grad()
 def key_weights(model: SequenceClassifier, X: torch.Tensor) -> torch.Tensor:
     """First-block attention received by each input position, ``(batch, n)``.
@@ -152,11 +161,7 @@ def key_weights(model: SequenceClassifier, X: torch.Tensor) -> torch.Tensor:
     enc = model.encoder
     if len(enc.blocks) == 0:
         raise ValueError("key_weights needs a model with at least one block")
-    block = enc.blocks[0]
-    h = enc.embed_input(X)
-    if block.norm == "pre":
-        h = block.ln1(h)
-    _, w = block.attn(h, return_weights=True)  # (batch, heads, n', n')
+    w = _first_block_weights(enc, X)  # (batch, heads, n', n')
     if enc.cls is not None:
         w = w[:, :, 1:, 1:]
     return w.mean((1, 2))
@@ -173,11 +178,7 @@ def cls_attention(model: SequenceClassifier, X: torch.Tensor) -> torch.Tensor:
     enc = model.encoder
     if enc.cls is None or len(enc.blocks) == 0:
         raise ValueError("cls_attention needs a model with pooling='cls' and at least one block")
-    block = enc.blocks[0]
-    h = enc.embed_input(X)
-    if block.norm == "pre":
-        h = block.ln1(h)
-    _, w = block.attn(h, return_weights=True)  # (batch, heads, n+1, n+1)
+    w = _first_block_weights(enc, X)  # (batch, heads, n+1, n+1)
     return w[:, :, 0, 1:].mean(1)
 
 
@@ -202,11 +203,7 @@ def attention_to(model: SequenceClassifier, X: torch.Tensor, mask: torch.Tensor)
     enc = model.encoder
     if len(enc.blocks) == 0:
         raise ValueError("attention_to needs a model with at least one block")
-    block = enc.blocks[0]
-    h = enc.embed_input(X)
-    if block.norm == "pre":
-        h = block.ln1(h)
-    _, w = block.attn(h, return_weights=True)  # (batch, heads, n', n')
+    w = _first_block_weights(enc, X)  # (batch, heads, n', n')
     if enc.cls is not None:
         w = w[:, :, 1:, 1:]
     return (w * mask[:, None, None, :].to(w.dtype)).sum(-1).mean((1, 2))
