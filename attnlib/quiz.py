@@ -1,6 +1,7 @@
 """Self-check questions with instant feedback, shown with jupyterquiz.
 
-Each chapter's questions live in one JSON file, ``chapters/quizzes/<chapter>.json``,
+Each chapter's questions live in one JSON file, ``attnlib/quizzes/<chapter>.json``
+(package data, so that they install with the package, on Colab too),
 in jupyterquiz's own format (a list of questions; see ``validate`` for what is
 required). In a chapter, one line shows them::
 
@@ -31,9 +32,9 @@ fixed here:
   math in the questions is typeset and jupyterquiz never tries to fetch MathJax
   from a CDN (which it does when it finds MathJax configured but not yet loaded).
 
-Where the file is looked for: ``quizzes/`` under the working directory (the
-kernel of a chapter runs in ``chapters/``), then ``chapters/quizzes/`` under the
-working directory and under the repository that holds this package.
+Where the file is looked for: ``quizzes/`` under the working directory first (the
+student edition puts a copy beside the notebooks, which a teacher may edit), then
+the ``quizzes/`` folder of this package.
 """
 from __future__ import annotations
 
@@ -42,7 +43,7 @@ import json
 import re
 from pathlib import Path
 
-__all__ = ["QuizError", "find_quiz", "load_quiz", "validate", "show_quiz", "COLORS"]
+__all__ = ["QUIZ_DIR", "QuizError", "find_quiz", "load_quiz", "validate", "show_quiz", "COLORS"]
 
 # jupyterquiz's CSS variables: every text/background pair here is at least 4.5:1
 # (tests/test_quiz.py checks it).
@@ -65,6 +66,9 @@ TYPES = ("multiple_choice", "many_choice")
 ALLOWED_TAGS = ("code", "em", "strong", "b", "i", "sub", "sup", "br")
 _ID = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 
+#: The questions that ship with the package: one ``<chapter>.json`` per chapter.
+QUIZ_DIR = Path(__file__).resolve().parent / "quizzes"
+
 _shown: dict[str, int] = {}  # container ids used in this kernel, to keep them unique
 
 
@@ -74,10 +78,7 @@ class QuizError(ValueError):
 
 def _candidates(name):
     fname = name if name.endswith(".json") else name + ".json"
-    here = Path.cwd()
-    repo = Path(__file__).resolve().parent.parent
-    return [here / "quizzes" / fname, here / "chapters" / "quizzes" / fname,
-            repo / "chapters" / "quizzes" / fname]
+    return [Path.cwd() / "quizzes" / fname, QUIZ_DIR / fname]
 
 
 def find_quiz(name):
@@ -92,8 +93,8 @@ def find_quiz(name):
         if c.exists():
             return c
     raise QuizError(f"no quiz {name!r}: looked for " + ", ".join(str(c) for c in dict.fromkeys(tried))
-                    + ". The questions live in chapters/quizzes/<chapter>.json; run the notebook "
-                    "from chapters/ (or from a checkout of the course repository).")
+                    + f". The questions ship with attnlib in {QUIZ_DIR}; is attnlib installed "
+                    "completely (pip install of the course repository)?")
 
 
 def _check_text(text, where):

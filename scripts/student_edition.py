@@ -31,9 +31,9 @@ widget state are removed from every cell, so that nothing computed from a
 solution survives, and the student runs the notebook from a clean state.
 Checker cells and every other cell are kept as they are.
 
-The self-check questions travel with the notebooks: ``quizzes/<chapter>.json``
-next to the chapters (read by ``attnlib.quiz.show_quiz``) is copied into
-``<out>/quizzes/`` for every chapter built. They are not graded.
+The self-check questions travel with the notebooks: ``attnlib/quizzes/<chapter>.json``
+(read by ``attnlib.quiz.show_quiz``) is copied into ``<out>/quizzes/`` for every
+chapter built. They are not graded.
 """
 from __future__ import annotations
 
@@ -341,11 +341,12 @@ def notebooks(src: Path) -> list[Path]:
 
 
 def copy_quizzes(out_dir: Path, paths) -> list[Path]:
-    """Copy the self-check questions of the notebooks ``paths`` (``quizzes/<stem>.json``
-    beside them) into ``out_dir/quizzes/``, where their ``show_quiz`` cell finds them."""
+    """Copy the self-check questions of the notebooks ``paths`` (``attnlib/quizzes/<stem>.json``)
+    into ``out_dir/quizzes/``, where their ``show_quiz`` cell finds them first (a teacher may edit them)."""
+    from attnlib.quiz import QUIZ_DIR
     copied = []
     for path in paths:
-        q = path.parent / "quizzes" / (path.stem + ".json")
+        q = QUIZ_DIR / (path.stem + ".json")
         if q.exists():
             (out_dir / "quizzes").mkdir(parents=True, exist_ok=True)
             copied.append(Path(shutil.copy2(q, out_dir / "quizzes" / q.name)))

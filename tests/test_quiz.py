@@ -1,4 +1,4 @@
-"""The self-check questions: attnlib.quiz and the files in chapters/quizzes/.
+"""The self-check questions: attnlib.quiz and the files in attnlib/quizzes/.
 
 Every question file has the shape jupyterquiz expects (a type, the right answer
 marked, feedback on every answer), every wrong answer points to a section that
@@ -16,7 +16,7 @@ from attnlib.quiz import QuizError, load_quiz, show_quiz, validate
 
 ROOT = Path(__file__).resolve().parent.parent
 CHAPTERS = ROOT / "chapters"
-QUIZZES = CHAPTERS / "quizzes"
+QUIZZES = ROOT / "attnlib" / "quizzes"
 QUIZ_FILES = sorted(QUIZZES.glob("*.json"))
 CHAPTER_NOTEBOOKS = sorted(CHAPTERS.glob("[0-9][0-9]_*.ipynb"))
 # "see “Section title”" (this chapter) or "see chapter 2, “Section title”"
@@ -43,7 +43,7 @@ def _headings(notebook):
 
 
 def test_one_quiz_file_per_chapter():
-    assert QUIZ_FILES, "no question files in chapters/quizzes/"
+    assert QUIZ_FILES, "no question files in attnlib/quizzes/"
     chapters = {nb.stem for nb in CHAPTER_NOTEBOOKS}
     files = {f.stem for f in QUIZ_FILES}
     assert files == chapters, (f"chapters without questions: {sorted(chapters - files)}; "
@@ -179,6 +179,23 @@ def test_finds_the_quiz_from_the_chapters_folder_and_the_repository_root(monkeyp
     assert load_quiz("00_notation") == json.loads((QUIZZES / "00_notation.json").read_text())
     monkeypatch.chdir(ROOT)
     assert quiz.find_quiz("00_notation") == QUIZZES / "00_notation.json"
+
+
+def test_an_installed_attnlib_carries_its_questions(tmp_path):
+    """On Colab, attnlib is pip-installed from the repository (not editable), with no
+    chapters/ folder anywhere: the question files must travel inside the package."""
+    import subprocess
+    import sys
+
+    target = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
+                    "--target", str(target), str(ROOT)], check=True, cwd=tmp_path)
+    code = ("import attnlib.quiz as q; p = q.find_quiz('03_output_projection'); "
+            "print(p); q.load_quiz('03_output_projection')")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path,
+                         env={"PYTHONPATH": str(target), "PATH": "/usr/bin:/bin"})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().startswith(str(target)), out.stdout
 
 
 # --------------------------------------------------------------------------

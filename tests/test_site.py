@@ -675,12 +675,12 @@ def _quiz_calls(doc):
 
 
 def _quiz_questions(doc):
-    """The questions each quiz of the page should show, from chapters/quizzes/."""
+    """The questions each quiz of the page should show, from attnlib/quizzes/."""
     from attnlib.quiz import load_quiz
 
     out = []
     for name, ids in _quiz_calls(doc):
-        qs = load_quiz(ROOT / "chapters" / "quizzes" / f"{name}.json")
+        qs = load_quiz(ROOT / "attnlib" / "quizzes" / f"{name}.json")
         out.append(qs if ids is None else [next(q for q in qs if q["id"] == i) for i in ids])
     return out
 

@@ -632,12 +632,12 @@ def test_teachers_guide_lists_every_exercise():
 # --------------------------------------------------------------------------------------
 
 def test_student_edition_keeps_the_quizzes(tmp_path, monkeypatch):
-    """`make student` copies chapters/quizzes/ beside the notebooks, where their show_quiz
+    """`make student` copies attnlib/quizzes/ beside the notebooks, where their show_quiz
     cells find it; one chapter alone (`make assignment`) takes its own file only."""
     from attnlib import quiz
 
-    quizzes = sorted((ROOT / "chapters" / "quizzes").glob("*.json"))
-    assert quizzes, "no chapters/quizzes/*.json"
+    quizzes = sorted((ROOT / "attnlib" / "quizzes").glob("*.json"))
+    assert quizzes, "no attnlib/quizzes/*.json"
     out = tmp_path / "student"
     se.build(ROOT / "chapters", out, quiet=True)
     assert sorted(p.name for p in (out / "quizzes").glob("*.json")) == [p.name for p in quizzes]
