@@ -184,12 +184,16 @@ def test_finds_the_quiz_from_the_chapters_folder_and_the_repository_root(monkeyp
 def test_an_installed_attnlib_carries_its_questions(tmp_path):
     """On Colab, attnlib is pip-installed from the repository (not editable), with no
     chapters/ folder anywhere: the question files must travel inside the package."""
+    import shutil
     import subprocess
     import sys
 
-    target = tmp_path / "site"
+    source, target = tmp_path / "source", tmp_path / "site"  # a copy: the build writes build/ beside it
+    shutil.copytree(ROOT / "attnlib", source / "attnlib", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(ROOT / name, source / name)
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-                    "--target", str(target), str(ROOT)], check=True, cwd=tmp_path)
+                    "--target", str(target), str(source)], check=True, cwd=tmp_path)
     code = ("import attnlib.quiz as q; p = q.find_quiz('03_output_projection'); "
             "print(p); q.load_quiz('03_output_projection')")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path,
