@@ -70,6 +70,55 @@ def _closing(lines, i, fence) -> int:
     return len(lines) - 1
 
 
+_ROLE = re.compile(r"\{(?P<role>[\w:-]+)\}`(?P<body>[^`]*)`")
+_OPTION = re.compile(r"^\s*:[\w-]+:")
+
+
+def _role(m) -> str:
+    role, body = m.group("role"), m.group("body")
+    if role in ("cite", "cite:p", "cite:t"):
+        return "[" + ", ".join(k.strip() for k in body.split(",")) + "]"
+    if role == "eq":
+        return f"({body})"
+    label = re.match(r"^(.*?)\s*<[^>]*>$", body)  # {ref}`text <target>`
+    return f"*{label.group(1)}*" if label else f"*{body}*"
+
+
+def plain_markdown(text: str) -> str:
+    """MyST markup rewritten as plain Markdown, for readers that know no MyST (nbconvert,
+    which renders nbgrader's feedback, and JupyterLab without jupyterlab-myst).
+
+    ``{exercise} Title`` becomes a bold "Exercise: Title" line, any other directive
+    (``{admonition}``, ``{note}``, ``{dropdown}``...) a block quote with its title in bold,
+    ``{math}`` a ``$$...$$`` display; options (``:label:``, ``:class:``) are dropped;
+    roles become text (``{cite}`key``` -> ``[key]``). Plain code fences are left alone.
+    """
+    lines, out, i = text.split("\n"), [], 0
+    while i < len(lines):
+        m = _OPEN.match(lines[i])
+        if not m:
+            out.append(_ROLE.sub(_role, lines[i]))
+            i += 1
+            continue
+        end = _closing(lines, i, m.group("fence"))
+        body = lines[i + 1:end]
+        while body and _OPTION.match(body[0]):
+            body.pop(0)
+        inner = plain_markdown("\n".join(body)).strip("\n")
+        name, title = m.group("name"), _ROLE.sub(_role, m.group("arg"))
+        if name == "exercise":
+            out += [f"**Exercise: {title}**" if title else "**Exercise**", "", inner]
+        elif name == "math":
+            out += ["$$", inner, "$$"]
+        elif name in ("solution-start", "solution-end"):
+            pass
+        else:
+            head = f"**{title or name.capitalize()}**"
+            out += ["> " + head, ">"] + [("> " + l) if l.strip() else ">" for l in inner.split("\n")]
+        i = end + 1
+    return "\n".join(out)
+
+
 @dataclass
 class Exercise:
     """One ``{exercise}`` block: what the teacher's guide and the tests need."""
@@ -227,8 +276,9 @@ def student_notebook(nb, warn=print, nbgrader=False):
 
     With ``nbgrader=True``, the nbgrader *source* instead: the solution code stays
     between its markers (nbgrader stubs it), the solution text is removed all the
-    same (nbgrader would release it), and a written answer becomes a manually
-    graded nbgrader answer cell holding the reference answer.
+    same (nbgrader would release it), a written answer becomes a manually
+    graded nbgrader answer cell holding the reference answer, and the MyST markup
+    becomes plain Markdown (:func:`plain_markdown`) for nbgrader's feedback pages.
     """
     nb = copy.deepcopy(nb)
     exercises, regions, plan = scan(nb)
@@ -269,6 +319,10 @@ def student_notebook(nb, warn=print, nbgrader=False):
         if ci in placeholder_after and cell.cell_type == "markdown":
             cells.append(_answer_cell(placeholder_after[ci], nbgrader,
                                               worth.get(placeholder_after[ci].label, 1)))
+    if nbgrader:  # nbgrader's feedback is HTML from nbconvert, which renders no MyST
+        for cell in cells:
+            if cell.cell_type == "markdown":
+                cell.source = plain_markdown(_src(cell))
     nb.cells = cells
     nb.metadata.pop("widgets", None)
     return nb

@@ -652,3 +652,29 @@ def test_student_edition_keeps_the_quizzes(tmp_path, monkeypatch):
     one = tmp_path / "assignment"
     se.build(ROOT / "chapters" / "02_shapes.ipynb", one, quiet=True)
     assert [p.name for p in (one / "quizzes").glob("*.json")] == ["02_shapes.json"]
+
+
+# --------------------------------------------------------------------------------------
+# nbgrader's feedback pages are rendered by nbconvert, which knows no MyST
+# --------------------------------------------------------------------------------------
+
+def test_plain_markdown_rewrites_directives_and_roles():
+    text = "\n".join([
+        "`````{exercise} Shapes of $W_Q$", ":label: ex-x", "", "See {cite}`a2017, b2018` and {ref}`this <sec-y>`.",
+        "", "````{admonition} Hint", ":class: tip", "```python", "x = 1", "```", "````", "`````", "after"])
+    assert se.plain_markdown(text).split("\n") == [
+        "**Exercise: Shapes of $W_Q$**", "", "See [a2017, b2018] and *this*.", "", "> **Hint**", ">",
+        "> ```python", "> x = 1", "> ```", "after"]
+    plain = "Text with `code` and\n```python\n{x}`y`\n```"
+    assert se.plain_markdown("Text with `code` and") == "Text with `code` and"
+    assert "```python" in se.plain_markdown(plain)
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
+def test_nbgrader_source_has_no_myst_markup_left(path):
+    source = se.student_notebook(_read(path), warn=lambda m: None, nbgrader=True)
+    left = [c.source[:120] for c in source.cells if c.cell_type == "markdown"
+            and re.search(r"^\s*(`{3,}|:{3,})\{|\{[\w:-]+\}`", c.source, flags=re.M)]
+    assert not left, left
+    titles = [c.source for c in source.cells if c.cell_type == "markdown" and "**Exercise: " in c.source]
+    assert len(titles) == len(se.scan(_read(path))[0])
