@@ -276,9 +276,10 @@ def student_notebook(nb, warn=print, nbgrader=False):
 
     With ``nbgrader=True``, the nbgrader *source* instead: the solution code stays
     between its markers (nbgrader stubs it), the solution text is removed all the
-    same (nbgrader would release it), a written answer becomes a manually
-    graded nbgrader answer cell holding the reference answer, and the MyST markup
-    becomes plain Markdown (:func:`plain_markdown`) for nbgrader's feedback pages.
+    same (nbgrader would release it), and a written answer becomes a manually
+    graded nbgrader answer cell holding the reference answer. In both, the MyST
+    markup becomes plain Markdown (:func:`plain_markdown`), which Jupyter, Colab and
+    nbgrader's feedback pages render.
     """
     nb = copy.deepcopy(nb)
     exercises, regions, plan = scan(nb)
@@ -319,10 +320,11 @@ def student_notebook(nb, warn=print, nbgrader=False):
         if ci in placeholder_after and cell.cell_type == "markdown":
             cells.append(_answer_cell(placeholder_after[ci], nbgrader,
                                               worth.get(placeholder_after[ci].label, 1)))
-    if nbgrader:  # nbgrader's feedback is HTML from nbconvert, which renders no MyST
-        for cell in cells:
-            if cell.cell_type == "markdown":
-                cell.source = plain_markdown(_src(cell))
+    # Jupyter, Colab and nbgrader's feedback pages (nbconvert) render no MyST, and the
+    # jupyterlab-myst extension does not load in JupyterLab 4.6 (its 2.7.0 needs @jupyter/ydoc 3)
+    for cell in cells:
+        if cell.cell_type == "markdown":
+            cell.source = plain_markdown(_src(cell))
     nb.cells = cells
     nb.metadata.pop("widgets", None)
     return nb
