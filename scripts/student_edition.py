@@ -50,6 +50,8 @@ import nbformat
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
 STUB = ("# YOUR CODE HERE", "raise NotImplementedError()")
 ANSWER_HERE = "**Your answer here.** *(Replace this text with your answer.)*"
+# In scan's plan, the line where a solution started: a written answer's cell goes there.
+ANSWER_GOES_HERE = "\x00answer:"
 
 # An opening fence of a MyST directive: ```{name} args  or  :::{name} args
 _OPEN = re.compile(r"^(?P<indent>\s{0,3})(?P<fence>`{3,}|:{3,})\{(?P<name>[\w-]+)\}\s*(?P<arg>.*?)\s*$")
@@ -128,7 +130,7 @@ class Exercise:
     text: str = ""
     solution_cells: list = field(default_factory=list)  # code cells holding the solution
     checker_cells: list = field(default_factory=list)   # nbgrader grade cells after it
-    written: bool = False                               # no code solution: a written answer
+    written: bool = False                               # has a written answer (see :func:`scan`)
 
 
 @dataclass
@@ -213,12 +215,14 @@ def scan(nb):
             if region is None:
                 if name == "solution-start":
                     region = Region(m.group("arg"), (ci, i))
+                    kept.append(ANSWER_GOES_HERE + region.label)
                     i = _closing(lines, i, m.group("fence")) + 1
                     continue
                 if name == "solution":  # a self-contained solution block
                     j = _closing(lines, i, m.group("fence"))
                     r = Region(m.group("arg"), (ci, i), (ci, j), markdown=lines[i + 1:j])
                     regions.append(r)
+                    kept.append(ANSWER_GOES_HERE + r.label)
                     i = j + 1
                     continue
                 if name == "exercise":
@@ -245,8 +249,11 @@ def scan(nb):
         plan.append(None if kept == lines else kept)
     if region is not None:
         regions.append(region)  # never closed: lint reports it
+    # A written answer: no code to fill in, or code that no checker marks next to a
+    # solution text (e.g. "explain why, then write f": the teacher marks both by hand).
+    prose = {r.label for r in regions if "".join(r.markdown).strip()}
     for ex in exercises:
-        ex.written = not ex.solution_cells
+        ex.written = not ex.solution_cells or (not ex.checker_cells and ex.label in prose)
     return exercises, regions, plan
 
 
@@ -283,12 +290,8 @@ def student_notebook(nb, warn=print, nbgrader=False):
     """
     nb = copy.deepcopy(nb)
     exercises, regions, plan = scan(nb)
-    worth = {e.label: marks(e) for e in exercises if e.written}
-    # where a region without a code stub ends, a written answer goes
-    placeholder_after = {}
-    for r in regions:
-        if not any(plan[c] == "stub" for c in r.code_cells):
-            placeholder_after[r.start[0]] = r
+    written = {e.label: marks(e) for e in exercises if e.written}
+    regions_by_label = {r.label: r for r in regions}
     cells = []
     for ci, (cell, what) in enumerate(zip(nb.cells, plan)):
         if cell.cell_type == "code":
@@ -305,21 +308,32 @@ def student_notebook(nb, warn=print, nbgrader=False):
                                  (("nbgrader", nbg), ("tags", cell.metadata.get("tags"))) if v}
             cell.outputs, cell.execution_count = [], None
         elif cell.cell_type == "markdown" and what is not None:
-            text = "\n".join(what).strip("\n")
-            if not text.strip():
-                if ci in placeholder_after:
-                    cells.append(_answer_cell(placeholder_after[ci], nbgrader,
-                                              worth.get(placeholder_after[ci].label, 1)))
-                continue
-            cell.source = text
-            cell.pop("attachments", None)
+            # the kept text, split where a solution started: a written answer's cell goes there
+            parts, answers = [[]], []
+            for line in what:
+                if line.startswith(ANSWER_GOES_HERE):
+                    answers.append(line[len(ANSWER_GOES_HERE):])
+                    parts.append([])
+                else:
+                    parts[-1].append(line)
+            for k, part in enumerate(parts):
+                text = "\n".join(part).strip("\n")
+                if text.strip():
+                    piece = copy.deepcopy(cell) if k else cell
+                    piece.source = text
+                    piece.pop("attachments", None)
+                    piece.metadata.pop("execution", None)
+                    if k and "id" in cell:
+                        piece["id"] = f"{cell['id']}-{k}"
+                    cells.append(piece)
+                if k < len(answers) and answers[k] in written:
+                    label = answers[k]
+                    cells.append(_answer_cell(regions_by_label[label], nbgrader, written[label]))
+            continue
         elif cell.cell_type == "raw" and what == "drop":
             continue
         cell.metadata.pop("execution", None)
         cells.append(cell)
-        if ci in placeholder_after and cell.cell_type == "markdown":
-            cells.append(_answer_cell(placeholder_after[ci], nbgrader,
-                                              worth.get(placeholder_after[ci].label, 1)))
     # Jupyter, Colab and nbgrader's feedback pages (nbconvert) render no MyST, and the
     # jupyterlab-myst extension does not load in JupyterLab 4.6 (its 2.7.0 needs @jupyter/ydoc 3)
     for cell in cells:

@@ -680,3 +680,49 @@ def test_no_myst_markup_left_outside_the_book(path, nbgrader):
     assert not left, left
     titles = [c.source for c in source.cells if c.cell_type == "markdown" and "**Exercise: " in c.source]
     assert len(titles) == len(se.scan(_read(path))[0])
+
+
+# --------------------------------------------------------------------------------------
+# Where written answers go, and what they are worth
+# --------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("nbgrader", [False, True], ids=["student", "nbgrader"])
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
+def test_each_answer_cell_sits_under_its_exercise(path, nbgrader):
+    """A written answer's cell comes after its exercise's statement, before the next
+    exercise or section (it once landed after "Summary" and "Further reading")."""
+    nb = _read(path)
+    exercises = se.scan(nb)[0]
+    student = se.student_notebook(nb, warn=lambda m: None, nbgrader=nbgrader)
+    cells = [c for c in student.cells if c.cell_type == "markdown"]
+    for e in exercises:
+        if not e.written:
+            continue
+        statement = next(i for i, c in enumerate(cells) if f"**Exercise: {e.title}**" in c.source)
+        answer = next(i for i in range(statement, len(cells))
+                      if "student-answer" in cells[i].metadata.get("tags", [])
+                      or cells[i].metadata.get("nbgrader", {}).get("grade_id") == f"{e.label}-answer")
+        between = [c.source for c in cells[statement + 1:answer]]
+        assert not any(re.search(r"^#{1,3} |\*\*Exercise: ", s, flags=re.M) for s in between), \
+            f"{e.label}: its answer cell comes after {between}"
+
+
+def test_marks_agree_between_notebooks_grader_and_guide():
+    """What nbgrader awards (checker cells' points, written answers by difficulty) is what the
+    teacher's guide suggests, exercise by exercise."""
+    guide = (ROOT / "teachers.md").read_text()
+    suggested = {m.group(1): int(m.group(2)) for m in re.finditer(
+        r"^\| `(ex-[\w-]+)`.*\|\s*(\d+)\s*\|\s*$", guide, flags=re.M)}
+    wrong = []
+    for p in CHAPTERS:
+        nb = _read(p)
+        source = se.student_notebook(nb, warn=lambda m: None, nbgrader=True)
+        answer_points = {c.metadata["nbgrader"]["grade_id"]: c.metadata["nbgrader"]["points"]
+                         for c in source.cells if c.cell_type == "markdown" and "nbgrader" in c.metadata}
+        for e in se.scan(nb)[0]:
+            checker = sum(nb.cells[c].metadata.get("nbgrader", {}).get("points", 0) for c in e.checker_cells)
+            graded = checker + answer_points.get(f"{e.label}-answer", 0)
+            if graded != suggested.get(e.label):
+                wrong.append(f"{p.name} {e.label}: nbgrader gives {graded}, the guide {suggested.get(e.label)}")
+    assert suggested, "no marks table in teachers.md"
+    assert not wrong, "\n".join(wrong)
