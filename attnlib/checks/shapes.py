@@ -1,7 +1,7 @@
 """Checkers for chapter 2, "Where do the Q, K and V shapes come from?" (chapters/02_shapes.ipynb).
 
-- :func:`check_split_heads`   ``(batch, n, h*d_head), h -> (batch, h, n, d_head)``
-- :func:`check_merge_heads`   ``(batch, h, n, d_head) -> (batch, n, h*d_head)``
+- :func:`check_split_heads`   ``(batch, n, h*d_k), h -> (batch, h, n, d_k)``
+- :func:`check_merge_heads`   ``(batch, h, n, d_k) -> (batch, n, h*d_k)``
 - :func:`check_mha_from_heads``(x, torch_mha) -> (batch, n, d_model)``, head by head
 - :func:`check_parameter_count` ``(d_model, num_heads, num_kv_heads) -> int``
 """
@@ -24,21 +24,21 @@ def _split_inputs(g):
     batch = int(torch.randint(1, 4, (1,), generator=g))
     n = int(torch.randint(3, 7, (1,), generator=g))
     h = int(torch.randint(2, 5, (1,), generator=g))
-    d_head = int(torch.randint(2, 5, (1,), generator=g))
+    d_k = int(torch.randint(2, 5, (1,), generator=g))
     if n == h:  # keep n and h distinct, so that swapping them changes the shape
         n += 1
-    return torch.randn(batch, n, h * d_head, generator=g), h
+    return torch.randn(batch, n, h * d_k, generator=g), h
 
 
 @checker(_SPLIT_NAME)
 def check_split_heads(fn):
-    """Check ``fn(x, num_heads)``: ``(batch, n, h*d_head) -> (batch, h, n, d_head)``."""
+    """Check ``fn(x, num_heads)``: ``(batch, n, h*d_k) -> (batch, h, n, d_k)``."""
 
     def view_no_transpose(x, h):  # heads and positions mixed: the reshape alone is not enough
         b, n, f = x.shape
         return x.reshape(b, h, n, f // h)
 
-    def interleaved(x, h):  # feature j goes to head j % h instead of head j // d_head
+    def interleaved(x, h):  # feature j goes to head j % h instead of head j // d_k
         b, n, f = x.shape
         return x.reshape(b, n, f // h, h).permute(0, 3, 1, 2)
 
@@ -53,17 +53,17 @@ def check_split_heads(fn):
     return check_function(
         fn, split_heads, _split_inputs, name=_SPLIT_NAME, trials=4, forbidden=[split_heads],
         mistakes={
-            "right shape, but heads and positions are mixed up: reshaping (batch, n, h*d_head) straight "
-            "to (batch, h, n, d_head) cuts the memory in the wrong places. Reshape so that the new "
+            "right shape, but heads and positions are mixed up: reshaping (batch, n, h*d_k) straight "
+            "to (batch, h, n, d_k) cuts the memory in the wrong places. Reshape so that the new "
             "axis sits next to the features it comes from, then move it.": view_no_transpose,
             "right shape, but each head gets every h-th feature. Head i owns a contiguous block of "
-            "d_head features (columns i*d_head ... (i+1)*d_head - 1 of Q).": interleaved,
+            "d_k features (columns i*d_k ... (i+1)*d_k - 1 of Q).": interleaved,
             "you swapped the wrong pair of axes: the head axis should end up right after the batch "
             "axis, with positions and features keeping their order.": transpose_wrong_axes,
-            "the axes are (batch, n, h, d_head): one step is missing to put the heads before the "
+            "the axes are (batch, n, h, d_k): one step is missing to put the heads before the "
             "positions.": no_transpose,
         },
-        hint="the result's head i, position t should be x[:, t, i*d_head:(i+1)*d_head].",
+        hint="the result's head i, position t should be x[:, t, i*d_k:(i+1)*d_k].",
     )
 
 
@@ -74,7 +74,7 @@ def _merge_inputs(g):
 
 @checker(_MERGE_NAME)
 def check_merge_heads(fn):
-    """Check ``fn(heads)``: ``(batch, h, n, d_head) -> (batch, n, h*d_head)``, the inverse of split_heads."""
+    """Check ``fn(heads)``: ``(batch, h, n, d_k) -> (batch, n, h*d_k)``, the inverse of split_heads."""
 
     def view_no_transpose(x):
         b, h, n, d = x.shape
@@ -87,11 +87,11 @@ def check_merge_heads(fn):
     return check_function(
         fn, merge_heads, _merge_inputs, name=_MERGE_NAME, trials=4, forbidden=[merge_heads],
         mistakes={
-            "right shape, but heads and positions are mixed up: the memory of (batch, h, n, d_head) "
+            "right shape, but heads and positions are mixed up: the memory of (batch, h, n, d_k) "
             "holds head 0's positions first, so a reshape alone glues rows of different positions "
             "together. Bring the positions before the heads first.": view_no_transpose,
             "right shape, but the features are interleaved across heads; concat should put head 0's "
-            "d_head features first, then head 1's, and so on.": interleaved,
+            "d_k features first, then head 1's, and so on.": interleaved,
         },
         hint="merge_heads(split_heads(x, h)) should give x back exactly.",
     )
