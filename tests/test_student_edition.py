@@ -726,3 +726,18 @@ def test_marks_agree_between_notebooks_grader_and_guide():
                 wrong.append(f"{p.name} {e.label}: nbgrader gives {graded}, the guide {suggested.get(e.label)}")
     assert suggested, "no marks table in teachers.md"
     assert not wrong, "\n".join(wrong)
+
+
+def test_guide_gives_each_chapters_exercise_time():
+    """The guide's "its exercises' own estimates add up to N" is the sum of the chapter's
+    "*Time: N minutes*" lines, so a teacher can plan reading and exercises apart."""
+    guide = (ROOT / "teachers.md").read_text()
+    wrong = []
+    for p in CHAPTERS[1:]:
+        section = guide.split(f"](chapters/{p.name})", 1)[1].split("\n### ", 1)[0]
+        said = re.search(r"(?:exercises'|their) own estimates add\s+up\s+to\s+(\d+)", section)
+        total = sum(int(m.group(1)) for e in se.scan(_read(p))[0]
+                    for m in [re.search(r"Time:\s*(\d+)\s*minutes?", e.text)] if m)
+        if not said or int(said.group(1)) != total:
+            wrong.append(f"{p.name}: the guide says {said.group(1) if said else 'nothing'}, the exercises {total}")
+    assert not wrong, "\n".join(wrong)
