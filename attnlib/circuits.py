@@ -337,3 +337,49 @@ def diagonal_share(M: torch.Tensor) -> torch.Tensor:
         raise ValueError(f"expected square matrices (..., V, V), got shape {tuple(M.shape)}")
     V = M.shape[-1]
     return (M.argmax(-1) == torch.arange(V, device=M.device)).float().mean(-1)
+
+
+# ------------------------------------------------------------ arms of the trained comparison
+class ScaledAttention(nn.Module):
+    """An attention layer whose output is multiplied by a fixed number: ``gain * attn(x)``.
+
+    ``gain`` is a plain float, not a parameter: nothing about it is learned. Wrapped around a
+    layer built with ``use_W_O=False`` it gives ``W_O = gain * I``, which has no learned output
+    projection but starts the branch at the scale a standard ``W_O`` gives it (see
+    :func:`w_o_init_gain`). Keyword arguments (masks) pass through.
+    """
+
+    def __init__(self, attn: nn.Module, gain: float):
+        super().__init__()
+        if not gain > 0:
+            raise ValueError(f"gain must be positive, got {gain}")
+        self.attn, self.gain = attn, float(gain)
+
+    def forward(self, x, **kwargs):
+        return self.gain * self.attn(x, **kwargs)
+
+
+class NoAttention(nn.Module):
+    """Stands in for a block's attention and adds nothing to the stream: ``x -> 0``.
+
+    A pre-LN block with it is ``x + MLP(LN_2(x))``: every position sees only itself. The
+    control arm of a comparison on a task that needs attention.
+    """
+
+    def forward(self, x, **kwargs):
+        return torch.zeros_like(x)
+
+
+def w_o_init_gain(d_model: int, num_heads: int, *, draws: int = 200, seed: int = 0) -> float:
+    """The root-mean-square factor by which a freshly initialised ``W_O`` scales a vector.
+
+    ``sqrt(E ||c W_O||^2 / ||c||^2)``, which for any fixed ``c`` is ``sqrt(E ||W_O||_F^2 / (h d_v))``,
+    averaged over ``draws`` layers initialised as :class:`~attnlib.mha.MultiHeadAttention` does
+    (entries uniform on ``+-1/sqrt(h d_v)``, so about ``1/sqrt(3)``): the gain that
+    ``W_O = gain * I`` needs to start at the standard branch's scale. Measured under its own
+    ``seed``; the caller's random state is left as it was.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(seed))
+        sq = [MultiHeadAttention(d_model, num_heads).W_O.detach().pow(2).sum().item() for _ in range(draws)]
+    return float((sum(sq) / draws / (num_heads * (d_model // num_heads))) ** 0.5)

@@ -196,3 +196,54 @@ def test_diagonal_share():
     assert abs(random.item() - 1 / 16) < 0.02
     with pytest.raises(ValueError):
         diagonal_share(torch.zeros(3, 4))
+
+
+# ------------------------------------------------------------ arms of the trained comparison
+from attnlib.circuits import NoAttention, ScaledAttention, w_o_init_gain  # noqa: E402
+
+
+def test_w_o_init_gain_is_one_over_sqrt_3_and_leaves_the_random_state():
+    torch.manual_seed(3)
+    before = torch.random.get_rng_state()
+    gain = w_o_init_gain(16, 2)
+    assert torch.equal(torch.random.get_rng_state(), before)
+    assert abs(gain - 3 ** -0.5) < 0.01
+    assert w_o_init_gain(16, 2) == gain  # its own seed: deterministic
+    assert abs(w_o_init_gain(32, 4, draws=50) - 3 ** -0.5) < 0.02
+
+
+def test_scaled_identity_starts_at_the_standard_scale_and_has_no_W_O(x):
+    x = x.float()
+    out_std, out_eye = [], []
+    for s in range(40):
+        torch.manual_seed(s)
+        std = MultiHeadAttention(16, 2, bias=False)
+        torch.manual_seed(s)
+        eye = ScaledAttention(MultiHeadAttention(16, 2, bias=False, use_W_O=False), w_o_init_gain(16, 2))
+        with torch.no_grad():
+            out_std.append(std(x).pow(2).mean())
+            out_eye.append(eye(x).pow(2).mean())
+        assert eye.attn.W_O is None and not any("W_O" in n for n, _ in eye.named_parameters())
+    ratio = (torch.stack(out_eye).mean() / torch.stack(out_std).mean()).sqrt().item()
+    assert abs(ratio - 1) < 0.1
+    with torch.no_grad():  # the gain is exactly a fixed multiple of the plain identity layer
+        assert torch.allclose(eye(x), eye.gain * eye.attn(x))
+        assert torch.allclose(eye(x, causal=True), eye.gain * eye.attn(x, causal=True))
+    with pytest.raises(ValueError):
+        ScaledAttention(MultiHeadAttention(16, 2), 0.0)
+
+
+def test_no_attention_adds_nothing_and_trains():
+    torch.manual_seed(0)
+    model = TokenClassifier(3, 8, num_heads=2, num_layers=1, vocab_size=5, max_len=4)
+    model.encoder.blocks[0].attn = NoAttention()
+    X = torch.randint(0, 5, (6, 4))
+    block = model.encoder.blocks[0]
+    h = model.encoder.embed_input(X)
+    with torch.no_grad():
+        assert torch.equal(block(h), h + block.mlp(block.ln2(h)))
+        # each position sees only itself: changing one token leaves the others' outputs unchanged
+        X2 = X.clone()
+        X2[:, 0] = (X[:, 0] + 1) % 5
+        assert torch.allclose(model(X)[:, 1:], model(X2)[:, 1:])
+    assert not any("attn" in n for n, _ in model.named_parameters())
