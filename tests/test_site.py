@@ -834,7 +834,10 @@ def test_quiz_works_from_the_keyboard(browser, site_url, doc):
         assert f and f["q"] == 0 and f["answer"] == 1, f"{doc}: ArrowDown moved the focus to {f}"
         assert s["feedback"].startswith(_plain(q["answers"][1]["feedback"])), f"{doc}: ArrowDown: {s['feedback'][:60]!r}"
         if len(expected) > 1:
-            for _ in range(40):  # past the formulas of the feedback, which MathJax makes focusable
+            # past the formulas of the feedback, which MathJax makes focusable, and, where the next
+            # question is a later quiz of the page (a "predict" question sits above an experiment),
+            # past the links, buttons and sliders in between
+            for _ in range(600):
                 v.page.keyboard.press("Tab")
                 f = v.page.evaluate(QUIZ_FOCUS_JS)
                 if f and f["tag"] == "INPUT":

@@ -733,7 +733,9 @@ def test_guide_gives_each_chapters_exercise_time():
     "*Time: N minutes*" lines, so a teacher can plan reading and exercises apart."""
     guide = (ROOT / "teachers.md").read_text()
     wrong = []
-    for p in CHAPTERS[1:]:
+    for p in CHAPTERS:
+        if p.name.startswith("00_"):  # the notation chapter's time is all in class
+            continue
         section = guide.split(f"](chapters/{p.name})", 1)[1].split("\n### ", 1)[0]
         said = re.search(r"(?:exercises'|their) own estimates add\s+up\s+to\s+(\d+)", section)
         total = sum(int(m.group(1)) for e in se.scan(_read(p))[0]
