@@ -95,8 +95,11 @@ def tune_lr(builds: dict, data, val, lrs, *, seeds, tie=0.005, **train_kwargs) -
     models, history, val_acc, val_loss, chosen = {}, {}, {}, {}, {}
     for name, build in builds.items():
         for lr in lrs:
-            ms, h = train(build, data, seeds=seeds, lr=lr, progress=False,
-                          evaluate=lambda m: accuracy(m, Xv, yv), **train_kwargs)
+            @torch.no_grad()
+            def evaluate(m):
+                return accuracy(m, Xv, yv)
+
+            ms, h = train(build, data, seeds=seeds, lr=lr, progress=False, evaluate=evaluate, **train_kwargs)
             models[(name, lr)], history[(name, lr)] = ms, h
             val_acc[(name, lr)] = h.eval[:, -1]
             val_loss[(name, lr)] = np.array([_val_loss(m, Xv, yv) for m in ms])
@@ -209,6 +212,7 @@ def attention_to(model: SequenceClassifier, X: torch.Tensor, mask: torch.Tensor)
     return (w * mask[:, None, None, :].to(w.dtype)).sum(-1).mean((1, 2))
 
 
+@torch.no_grad()
 def length_accuracy(models, tests: dict) -> np.ndarray:
     """Accuracy of each model on each test set: ``(num_models, len(tests))``.
 
