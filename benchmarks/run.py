@@ -9,7 +9,7 @@
    The CPU time is the kernel's own: on a busy machine it stays close to what a
    quiet one would take, while the wall time grows.
 
-Usage:  python benchmarks/run.py [--skip-notebooks] [--threads N]
+Usage:  python benchmarks/run.py [--skip-notebooks] [--notebooks chapters/...] [--threads N]
 Timings are medians over interleaved repeats, so that load on the machine
 hits both sides of a comparison alike.
 """
@@ -83,11 +83,11 @@ _PEAK = ("import resource, subprocess, sys; "
          "print(rc, u.ru_utime + u.ru_stime, u.ru_maxrss)")
 
 
-def notebook_costs():
+def notebook_costs(paths=None):
     rows = []
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     jupyter = os.path.join(os.path.dirname(sys.executable), "jupyter")
-    for path in sorted(glob.glob("chapters/*.ipynb")):
+    for path in paths or sorted(glob.glob("chapters/*.ipynb")):
         with tempfile.TemporaryDirectory() as tmp:
             copy = os.path.join(tmp, os.path.basename(path))
             shutil.copy(path, copy)
@@ -104,6 +104,8 @@ def notebook_costs():
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--skip-notebooks", action="store_true")
+    parser.add_argument("--notebooks", nargs="+", metavar="PATH",
+                        help="time only these notebooks (default: every chapters/*.ipynb)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads for parts 1 and 2 (default 1)")
     parser.add_argument("--repeats", type=int, default=15)
     args = parser.parse_args()
@@ -130,7 +132,7 @@ def main():
     print()
     print("| notebook | wall time (s), fresh kernel, 1 thread | CPU time (s) | peak memory (MB) | budget | ran |")
     print("|---|---|---|---|---|---|")
-    rows = notebook_costs()
+    rows = notebook_costs(args.notebooks)
     for name, wall, cpu, peak, ok in rows:
         within = "ok" if (min(wall, cpu) <= 90 and peak <= 1024) else "OVER"
         print(f"| {name} | {wall:.1f} | {cpu:.1f} | {peak:.0f} | {within} | {'yes' if ok else 'FAILED'} |")
