@@ -7,6 +7,7 @@
 ``rank_collapse``         ``rank1_residual`` after each of ``depth`` random blocks
 ``stream_zero_fraction``  what a ReLU on the residual stream zeroes, layer by layer
 ``block_grad_norms``      gradient norm of each block's parameters for one batch
+``mask_self_attention``   blocks whose attention cannot look at a token's own key
 
 All tensors are batch-first: ``(batch, n, d_model)``.
 """
@@ -81,12 +82,13 @@ def frozen_pattern(mha, X_pattern: torch.Tensor):
 
 @torch.no_grad()
 def rank_collapse(block_kwargs: dict, *, depth: int, seeds, batch: int = 4, n: int = 16,
-                  d_model: int = 32, num_heads: int = 4) -> torch.Tensor:
+                  d_model: int = 32, num_heads: int = 4, zero_mlp_bias: bool = False) -> torch.Tensor:
     """``rank1_residual`` of random inputs passed through ``depth`` freshly initialised blocks.
 
-    ``block_kwargs`` go to :class:`~attnlib.block.TransformerBlock`. Returns
-    ``(len(seeds), depth + 1)``: column 0 is the input, column ``l`` the output of
-    block ``l``, each averaged over the ``batch`` sequences.
+    ``block_kwargs`` go to :class:`~attnlib.block.TransformerBlock`. With ``zero_mlp_bias``
+    the MLPs' two biases are set to 0 after initialisation (the weights are the same as
+    without it, seed for seed). Returns ``(len(seeds), depth + 1)``: column 0 is the input,
+    column ``l`` the output of block ``l``, each averaged over the ``batch`` sequences.
     """
     out = torch.empty(len(seeds), depth + 1)
     for i, s in enumerate(seeds):
@@ -95,6 +97,9 @@ def rank_collapse(block_kwargs: dict, *, depth: int, seeds, batch: int = 4, n: i
         out[i, 0] = rank1_residual(x).mean()
         for layer in range(depth):
             block = TransformerBlock(d_model, num_heads, **block_kwargs).double()
+            if zero_mlp_bias and block.mlp is not None:
+                block.mlp.linear1.bias.zero_()
+                block.mlp.linear2.bias.zero_()
             x = block(x)
             out[i, layer + 1] = rank1_residual(x).mean()
     return out
@@ -237,6 +242,30 @@ def relu_after_norms(model):
         b.ln1 = torch.nn.Sequential(b.ln1, torch.nn.ReLU())
         if b.ln2 is not None:
             b.ln2 = torch.nn.Sequential(b.ln2, torch.nn.ReLU())
+    return model
+
+
+class _NoSelfAttentionBlock(TransformerBlock):
+    """A TransformerBlock whose attention masks the diagonal: query i never sees key i."""
+
+    def _attend(self, x, key_padding_mask, causal):
+        eye = torch.eye(x.shape[1], dtype=torch.bool, device=x.device)  # True = not allowed
+        y = self.attn(x, key_padding_mask=key_padding_mask, causal=causal, attn_mask=eye)
+        return y if self.attn_act is None else self.attn_act(y)
+
+
+def mask_self_attention(model):
+    """Stop every block of ``model`` from attending to a token's own key (``attn_mask = eye``).
+
+    Token ``i``'s attention output is then a mixture of the *other* tokens' values only, with
+    weights that still depend on ``x_i`` through its query. Sequences need at least 2 tokens
+    (with one, every key is masked). ``model`` has ``model.encoder.blocks``; it is changed in
+    place (the blocks keep their weights) and returned.
+    """
+    for b in model.encoder.blocks:
+        if not isinstance(b, TransformerBlock):
+            raise TypeError(f"expected TransformerBlock, got {type(b).__name__}")
+        b.__class__ = _NoSelfAttentionBlock
     return model
 
 

@@ -168,3 +168,28 @@ def test_draw_residual_unit_draws_boxes():
     draw_residual_unit(ax, ["LN", "MHA"], ["ReLU"], title="t")
     assert len(ax.patches) == 4 and ax.get_title() == "t"  # 3 boxes and the addition
     plt.close(fig)
+
+
+def test_mask_self_attention_hides_a_tokens_own_key():
+    from attnlib.probes import mask_self_attention
+    torch.manual_seed(0)
+    model = TokenClassifier(2, 8, 2, 1, input_dim=2, positions=None, norm="none", mlp=False)
+    X = torch.randn(3, 5, 2)
+    block = model.encoder.blocks[0]
+    h = model.encoder.embed(X)
+    expected = h + block.attn(h, attn_mask=torch.eye(5, dtype=torch.bool))  # residual + masked attention
+    mask_self_attention(model)
+    with torch.no_grad():
+        assert torch.allclose(model.encoder.blocks[0](h), expected, atol=1e-6)
+        # the masked block differs from the plain one
+        assert not torch.allclose(expected, h + block.attn.__class__.forward(block.attn, h), atol=1e-4)
+
+
+def test_rank_collapse_zero_mlp_bias_changes_only_the_biases():
+    kw = dict(norm="none", residual=False)
+    a = rank_collapse(kw, depth=2, seeds=[0, 1])
+    b = rank_collapse(kw, depth=2, seeds=[0, 1], zero_mlp_bias=True)
+    assert a.shape == b.shape == (2, 3)
+    assert torch.allclose(a[:, 0], b[:, 0]) and not torch.allclose(a[:, 1], b[:, 1])
+    c = rank_collapse(dict(norm="none", residual=False, mlp=False), depth=2, seeds=[0], zero_mlp_bias=True)
+    assert torch.allclose(c, rank_collapse(dict(norm="none", residual=False, mlp=False), depth=2, seeds=[0]))
