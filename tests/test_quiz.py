@@ -291,3 +291,22 @@ def test_chapter_0_checks_understanding_before_where_to_go_next():
     assert quiz_cells and check < quiz_cells[0] < nxt
     outputs = cells[quiz_cells[0]]["outputs"]
     assert any("application/javascript" in o.get("data", {}) for o in outputs), "execute the notebook"
+
+
+@pytest.mark.parametrize("notebook", [p for p in CHAPTER_NOTEBOOKS if not p.name.startswith("00_")], ids=lambda p: p.stem)
+def test_every_chapter_checks_understanding_before_its_summary(notebook):
+    """Every chapter ends with its quiz ("Check your understanding", just before "Summary"), whose
+    questions are the file's end-of-chapter ones; "predict-" questions are shown above experiments."""
+    nb = json.loads(notebook.read_text())
+    src = ["".join(c["source"]) for c in nb["cells"]]
+    check = next(i for i, s in enumerate(src) if s.startswith("## Check your understanding"))
+    summary = next(i for i, s in enumerate(src) if s.startswith("## Summary"))
+    assert check < summary
+    calls = [(i, s) for i, s in enumerate(src) if nb["cells"][i]["cell_type"] == "code" and "show_quiz(" in s]
+    assert any(check < i < summary for i, _ in calls), "no quiz cell between the heading and the Summary"
+    for i, _ in calls:
+        assert any("application/javascript" in o.get("data", {}) for o in nb["cells"][i]["outputs"]), \
+            f"cell {i}: execute the notebook"
+    shown = " ".join(s for _, s in calls)
+    for q in load_quiz(QUIZZES / f"{notebook.stem}.json"):
+        assert f'"{q["id"]}"' in shown, f"question {q['id']} is shown by no cell"
