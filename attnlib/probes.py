@@ -277,7 +277,7 @@ def draw_residual_unit(ax, branch, after=(), *, title="", note="", color="#4477a
     ``branch`` and ``after``: lists of short labels. Used for the figure that sets the
     block variants beside He et al.'s residual units.
     """
-    from matplotlib.patches import FancyBboxPatch
+    from matplotlib.patches import Circle, FancyBboxPatch
     ax.set_xlim(0, 1)
     nb, na = len(branch), len(after)
     top = 1.6 + nb + na
@@ -299,7 +299,6 @@ def draw_residual_unit(ax, branch, after=(), *, title="", note="", color="#4477a
     ax.plot([0.5, 0.12, 0.12], [-0.1, 0.25, add_y], color="k", lw=0.8)
     arrow(0.12, add_y, 0.42, add_y)
     # branch on the right
-    y = 0.25
     ax.plot([0.5, 0.6], [-0.1, 0.25], color="k", lw=0.8)
     prev = 0.25
     for i, label in enumerate(branch):
@@ -308,8 +307,7 @@ def draw_residual_unit(ax, branch, after=(), *, title="", note="", color="#4477a
         box(0.6, yi, label, color)
         prev = yi + 0.28
     arrow(0.6, prev, 0.54, add_y - 0.08)
-    ax.add_patch(__import__("matplotlib.patches", fromlist=["Circle"]).Circle((0.5, add_y), 0.08, fc="white",
-                                                                               ec="k", lw=0.8))
+    ax.add_patch(Circle((0.5, add_y), 0.08, fc="white", ec="k", lw=0.8))
     ax.text(0.5, add_y, "+", ha="center", va="center", fontsize=9)
     prev = add_y + 0.08
     for i, label in enumerate(after):
