@@ -54,7 +54,8 @@ def test_one_quiz_file_per_chapter():
 def test_quiz_file_has_jupyterquiz_shape(path):
     questions = load_quiz(path)  # validate(): type, right answer marked, feedback on every answer
     end = [q for q in questions if not q["id"].startswith("predict-")]  # "predict-" ones sit above experiments
-    assert 3 <= len(end) <= 6, f"{path.name}: {len(end)} end-of-chapter questions, the course uses 3 to 6"
+    # one question per misconception a chapter weighs (issue 20), and a chapter can weigh seven
+    assert 3 <= len(end) <= 8, f"{path.name}: {len(end)} end-of-chapter questions, the course uses 3 to 8"
     for q in questions:
         assert q["type"] in ("multiple_choice", "many_choice")
         assert any(a["correct"] for a in q["answers"])
