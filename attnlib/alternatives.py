@@ -212,3 +212,36 @@ def describe_recall(x: torch.Tensor, y: torch.Tensor, num_keys: int) -> str:
     width = max(len(t) for t in tokens + answers) + 1
     return ("input:  " + "".join(t.rjust(width) for t in tokens) + "\n"
             + "target: " + "".join((a or ".").rjust(width) for a in answers))
+
+
+# ------------------------------------------------------------ speed of learning
+def steps_to_reach(eval_step, curves, level: float, never: float = math.inf) -> np.ndarray:
+    """Per seed, the first step at which a learning curve reaches ``level``.
+
+    Args:
+        eval_step: ``(E,)`` the steps at which the curves were measured (increasing), as in
+            ``History.eval_step``.
+        curves: ``(num_seeds, E)`` held-out scores, as in ``History.eval``.
+        level: the score to reach.
+        never: what a seed whose curve never reaches ``level`` gets (default ``inf``; the
+            last step is a lower bound that flatters the seed).
+
+    The step is interpolated linearly between the two evaluations that straddle ``level``
+    (the first evaluation itself if the curve starts at or above it), so the resolution is
+    finer than the spacing of the evaluations. Returns ``(num_seeds,)`` floats.
+    """
+    step = np.asarray(eval_step, dtype=float)
+    acc = np.asarray(curves, dtype=float)
+    if acc.ndim != 2 or acc.shape[1] != step.shape[0] or step.ndim != 1:
+        raise ValueError(f"expected eval_step (E,) and curves (num_seeds, E), got {step.shape} and {acc.shape}")
+    out = np.full(acc.shape[0], float(never))
+    for s, a in enumerate(acc):
+        hit = np.nonzero(a >= level)[0]
+        if hit.size == 0:
+            continue
+        i = hit[0]
+        if i == 0:
+            out[s] = step[0]
+        else:
+            out[s] = step[i - 1] + (level - a[i - 1]) / (a[i] - a[i - 1]) * (step[i] - step[i - 1])
+    return out

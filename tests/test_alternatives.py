@@ -130,3 +130,16 @@ def test_shift_recall_without_positions_runs_on_any_length():
     with_pos = ShiftRecall(16, 8, 8, max_len=4)
     with pytest.raises(ValueError):
         with_pos(x)
+
+
+def test_steps_to_reach_interpolates_and_marks_seeds_that_never_reach():
+    from attnlib.alternatives import steps_to_reach
+    step = [40, 80, 120]
+    curves = [[0.5, 0.8, 1.0],   # reaches 0.9 halfway from 80 to 120
+              [0.95, 0.96, 0.97],  # already there at the first evaluation
+              [0.1, 0.2, 0.3]]   # never
+    got = steps_to_reach(step, curves, 0.9)
+    assert got[0] == pytest.approx(100) and got[1] == 40 and got[2] == math.inf
+    assert steps_to_reach(step, curves, 0.9, never=120)[2] == 120
+    with pytest.raises(ValueError):
+        steps_to_reach(step, [[0.1, 0.2]], 0.9)
