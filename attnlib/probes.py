@@ -8,6 +8,7 @@
 ``stream_zero_fraction``  what a ReLU on the residual stream zeroes, layer by layer
 ``block_grad_norms``      gradient norm of each block's parameters for one batch
 ``mask_self_attention``   blocks whose attention cannot look at a token's own key
+``additive_logistic_fit``, ``additive_search``, ``additive_bound``  what an additive read-out of a table can get
 
 All tensors are batch-first: ``(batch, n, d_model)``.
 """
@@ -185,7 +186,7 @@ def bigram_lookup(num_examples: int, n: int, table: torch.Tensor, *, seed: int =
     Returns ``(X, y)``: token ids ``(num_examples, n)`` drawn uniformly, labels ``(num_examples, n)``
     with ``IGNORE`` at position 0. A model must fetch the previous token (attention) and then
     look up an arbitrary table of the pair, which an additive code of the two tokens cannot
-    represent (see :func:`additive_ceiling`).
+    represent (see :func:`additive_bound`).
     """
     from .tasks import IGNORE
     V = table.shape[0]
@@ -200,13 +201,15 @@ def bigram_lookup(num_examples: int, n: int, table: torch.Tensor, *, seed: int =
     return X, y
 
 
-def additive_ceiling(table: torch.Tensor, *, steps: int = 500) -> float:
-    """Accuracy of the best *additive* logistic fit ``sigmoid(u_a + v_b + c)`` to ``T[a, b]``.
+def additive_logistic_fit(table: torch.Tensor, *, steps: int = 500) -> float:
+    """0-1 accuracy of the cross-entropy-optimal *additive* logistic fit ``sigmoid(u_a + v_b + c)`` to ``T[a, b]``.
 
     Every pair ``(a, b)`` counts once (the tokens are uniform). Attention that copies the previous
     token into the current one writes a sum of a code of ``a`` and a code of ``b``; a linear
-    read-out of such a sum is additive in this sense. Fitted by full-batch L-BFGS in float64,
-    so the result is deterministic.
+    read-out of such a sum is additive in this sense, and trained by cross-entropy it tends to this
+    fit. It is *not* the best 0-1 accuracy of an additive read-out (see :func:`additive_search` and
+    :func:`additive_bound`): cross-entropy and 0-1 accuracy have different optima. Fitted by
+    full-batch L-BFGS in float64 (tiny ridge penalty), so the result is deterministic.
     """
     V = table.shape[0]
     t = table.double().flatten()
@@ -226,6 +229,81 @@ def additive_ceiling(table: torch.Tensor, *, steps: int = 500) -> float:
     with torch.no_grad():
         pred = ((u[:, None] + v[None, :] + c).flatten() > 0).double()
     return float((pred == t).double().mean())
+
+
+def _best_thresholds(T, col_keys):
+    """For fixed column keys ``v_b``, give each row the threshold that maximises its agreement with ``T``.
+
+    Returns row keys ``u_a`` (predict 1 iff ``u_a + v_b > 0``) and the resulting accuracy.
+    """
+    import numpy as np
+    order = np.argsort(col_keys, kind="stable")
+    Ts = T[:, order]  # columns sorted by key, ascending
+    ones_from = np.concatenate([np.cumsum(Ts[:, ::-1], 1)[:, ::-1], np.zeros((len(T), 1))], 1)  # 1s at sorted positions >= k
+    zeros_before = np.concatenate([np.zeros((len(T), 1)), np.cumsum(1 - Ts, 1)], 1)  # 0s at sorted positions < k
+    score = ones_from + zeros_before  # (rows, W + 1): agreement if the row predicts 1 from sorted position k on
+    k = score.argmax(1)
+    keys = np.sort(col_keys)
+    edges = np.concatenate([[keys[0] - 1.0], keys, [keys[-1] + 1.0]])
+    threshold = (edges[k] + edges[k + 1]) / 2  # between the keys of sorted positions k - 1 and k
+    return -threshold, float(score.max(1).sum() / T.size)
+
+
+def additive_search(table: torch.Tensor, *, restarts: int = 50, seed: int = 0) -> float:
+    """0-1 accuracy of the best additive read-out ``[u_a + v_b > 0]`` of ``T[a, b]`` that a search finds.
+
+    Alternates exact best responses: for fixed column keys each row takes its best threshold, then
+    for fixed row keys each column does, until no step improves; from the column means and from
+    ``restarts - 1`` random starts (a fixed generator, so deterministic). Every result is achieved
+    by some ``u, v``, so it is a *lower* bound on the best additive 0-1 accuracy; with
+    :func:`additive_bound` it brackets that optimum.
+    """
+    import numpy as np
+    T = np.asarray(table, dtype=float)
+    rng = np.random.default_rng(seed)
+    best = 0.0
+    for r in range(restarts):
+        v = T.mean(0) if r == 0 else rng.standard_normal(T.shape[1])
+        acc = -1.0
+        while True:
+            u, _ = _best_thresholds(T, v)
+            v, new = _best_thresholds(T.T, u)
+            if new <= acc + 1e-12:
+                break
+            acc = new
+        best = max(best, acc)
+    return best
+
+
+def additive_bound(table: torch.Tensor) -> float:
+    """An *upper* bound on the 0-1 accuracy of any additive read-out ``[u_a + v_b + c > 0]`` of ``T[a, b]``.
+
+    A 2x2 sub-table with ``T[a, b] = T[a', b'] = 1`` and ``T[a, b'] = T[a', b] = 0`` (a crossing)
+    cannot be matched by an additive read-out: the two 1s need ``u_a + v_b + u_a' + v_b' > -2c`` and
+    the two 0s need the same sum ``<= -2c``. So every crossing forces at least one error, and
+    crossings with no cell in common force that many errors. The largest set of disjoint
+    crossings is found by a small integer program (set packing, scipy's HiGHS ``milp``); the
+    bound is ``1 - (its size) / T.size``. Any set of disjoint crossings gives a valid bound; if
+    the solver stops short of the optimum, its best set is used.
+    """
+    import numpy as np
+    from scipy.optimize import Bounds, LinearConstraint, milp
+    from scipy.sparse import coo_matrix
+    T = np.asarray(table)
+    V, W = T.shape
+    a, a2, b, b2 = np.meshgrid(np.arange(V), np.arange(V), np.arange(W), np.arange(W), indexing="ij")
+    keep = (a < a2) & (b != b2) & (T[a, b] == 1) & (T[a2, b2] == 1) & (T[a, b2] == 0) & (T[a2, b] == 0)
+    cells = np.stack([a * W + b, a2 * W + b2, a * W + b2, a2 * W + b], -1)[keep]  # (crossings, 4)
+    m = len(cells)
+    if m == 0:
+        return 1.0
+    A = coo_matrix((np.ones(4 * m), (cells.ravel(), np.repeat(np.arange(m), 4))), shape=(T.size, m))
+    res = milp(-np.ones(m), constraints=LinearConstraint(A, 0, 1), integrality=np.ones(m), bounds=Bounds(0, 1))
+    if res.x is None:
+        raise RuntimeError(f"the packing program found no solution: {res.message}")
+    chosen = np.round(res.x) > 0
+    assert (np.bincount(cells[chosen].ravel(), minlength=T.size) <= 1).all()  # disjoint: a valid bound
+    return 1.0 - int(chosen.sum()) / T.size
 
 
 def relu_after_norms(model):

@@ -89,7 +89,7 @@ def test_additivity_violation_refuses_inputs_that_would_broadcast():
 
 
 # ---------------------------------------------------------------- the per-token nonlinearity tasks
-from attnlib.probes import (additive_ceiling, bigram_lookup, bigram_table, draw_residual_unit,  # noqa: E402
+from attnlib.probes import (additive_bound, additive_logistic_fit, additive_search, bigram_lookup, bigram_table, draw_residual_unit,  # noqa: E402
                             relu_after_norms, xor_tokens)
 from attnlib.tasks import IGNORE  # noqa: E402
 
@@ -136,12 +136,29 @@ def test_bigram_table_and_lookup():
         bigram_lookup(4, 5, torch.zeros(3, 4, dtype=torch.long))
 
 
-def test_additive_ceiling_is_one_for_additive_tables_and_three_quarters_for_xor():
+def test_additive_readouts_fit_additive_tables_and_bracket_the_best_on_random_ones():
     u, v = torch.randn(5), torch.randn(5)
     additive = (u[:, None] + v[None, :] > 0.3).long()
-    assert additive_ceiling(additive) == 1.0
-    assert additive_ceiling(torch.tensor([[0, 1], [1, 0]])) <= 0.75
-    assert 0.5 <= additive_ceiling(bigram_table(16, seed=0)) < 0.8
+    for f in (additive_logistic_fit, additive_search, additive_bound):
+        assert f(additive) == 1.0, f
+    xor = torch.tensor([[0, 1], [1, 0]])  # one crossing: at most 3 of 4 cells
+    assert additive_logistic_fit(xor) <= 0.75 and additive_search(xor) == 0.75 and additive_bound(xor) == 0.75
+    for seed in range(3):
+        T = bigram_table(16, seed=seed)
+        fit, found, bound = additive_logistic_fit(T), additive_search(T), additive_bound(T)
+        assert 0.5 <= fit <= found <= bound < 1, (fit, found, bound)
+
+
+def test_additive_search_is_achieved_by_some_u_v():
+    """Brute force on a small table: no sign pattern of u_a + v_b beats the search, and the bound holds."""
+    import itertools
+    T = bigram_table(4, seed=1)
+    best = 0.0
+    for perm in itertools.permutations(range(8)):  # an order of the 4 row keys -u_a and 4 column keys v_b
+        pos = {item: i for i, item in enumerate(perm)}
+        pred = torch.tensor([[float(pos[4 + b] > pos[a]) for b in range(4)] for a in range(4)])
+        best = max(best, float((pred == T).float().mean()))
+    assert additive_search(T) == best <= additive_bound(T)
 
 
 def test_relu_after_norms_makes_sublayers_read_relu_of_the_norm():
