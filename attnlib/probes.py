@@ -249,30 +249,39 @@ def _best_thresholds(T, col_keys):
     return -threshold, float(score.max(1).sum() / T.size)
 
 
-def additive_search(table: torch.Tensor, *, restarts: int = 50, seed: int = 0) -> float:
+def additive_search(table: torch.Tensor, *, restarts: int = 50, seed: int = 0, return_keys: bool = False):
     """0-1 accuracy of the best additive read-out ``[u_a + v_b > 0]`` of ``T[a, b]`` that a search finds.
 
     Alternates exact best responses: for fixed column keys each row takes its best threshold, then
     for fixed row keys each column does, until no step improves; from the column means and from
-    ``restarts - 1`` random starts (a fixed generator, so deterministic). Every result is achieved
-    by some ``u, v``, so it is a *lower* bound on the best additive 0-1 accuracy; with
-    :func:`additive_bound` it brackets that optimum.
+    ``restarts - 1`` random starts (a fixed generator, so deterministic). Keys are jittered by a
+    tiny amount before each step, so that no two are equal (a threshold cannot split tied keys),
+    and the accuracy reported is the one the keys ``u, v`` actually reach. So it is a *lower*
+    bound on the best additive 0-1 accuracy; with :func:`additive_bound` it brackets that optimum.
+    With ``return_keys=True`` it returns ``(accuracy, u, v)``: arrays of shape ``(V,)`` and ``(W,)``.
     """
     import numpy as np
     T = np.asarray(table, dtype=float)
     rng = np.random.default_rng(seed)
-    best = 0.0
+
+    def reached(u, v):
+        return float(((u[:, None] + v[None, :] > 0) == (T > 0.5)).mean())
+
+    best, keys = 0.0, None
     for r in range(restarts):
         v = T.mean(0) if r == 0 else rng.standard_normal(T.shape[1])
         acc = -1.0
         while True:
+            v = v + 1e-9 * rng.standard_normal(v.shape)
             u, _ = _best_thresholds(T, v)
+            u = u + 1e-9 * rng.standard_normal(u.shape)
             v, new = _best_thresholds(T.T, u)
+            if reached(u, v) > best:
+                best, keys = reached(u, v), (u, v)
             if new <= acc + 1e-12:
                 break
             acc = new
-        best = max(best, acc)
-    return best
+    return (best, *keys) if return_keys else best
 
 
 def additive_bound(table: torch.Tensor) -> float:

@@ -161,6 +161,15 @@ def test_additive_search_is_achieved_by_some_u_v():
     assert additive_search(T) == best <= additive_bound(T)
 
 
+def test_additive_search_reports_what_its_keys_reach_on_random_tables():
+    """Ties between keys cannot inflate the score: the accuracy returned is that of the keys returned."""
+    for seed in range(4):
+        T = bigram_table(16, seed=100 + seed)
+        acc, u, v = additive_search(T, restarts=10, return_keys=True)
+        assert acc == float(((torch.tensor(u)[:, None] + torch.tensor(v)[None, :] > 0).long() == T).float().mean())
+        assert acc <= additive_bound(T)
+
+
 def test_relu_after_norms_makes_sublayers_read_relu_of_the_norm():
     torch.manual_seed(0)
     m = TokenClassifier(2, 8, 2, 2, vocab_size=5, max_len=6)
