@@ -660,17 +660,12 @@ def _quiz_calls(doc):
     for c in json.loads(source_of(doc).read_text())["cells"]:
         if c["cell_type"] != "code" or "show_quiz(" not in "".join(c["source"]):
             continue
-        for line in "".join(c["source"]).splitlines():
-            if line.lstrip().startswith(("%", "!")):
-                continue
-            try:
-                tree = ast.parse(line.strip())
-            except SyntaxError:
-                continue
-            for node in ast.walk(tree):
-                if isinstance(node, ast.Call) and getattr(node.func, "id", getattr(node.func, "attr", "")) == "show_quiz":
-                    kw = {k.arg: ast.literal_eval(k.value) for k in node.keywords}
-                    calls.append((ast.literal_eval(node.args[0]), kw.get("ids")))
+        # the whole cell at once (a call may span lines), without IPython's magics and shell lines
+        code = "\n".join(l for l in "".join(c["source"]).splitlines() if not l.lstrip().startswith(("%", "!")))
+        for node in ast.walk(ast.parse(code)):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", getattr(node.func, "attr", "")) == "show_quiz":
+                kw = {k.arg: ast.literal_eval(k.value) for k in node.keywords}
+                calls.append((ast.literal_eval(node.args[0]), kw.get("ids")))
     return calls
 
 
