@@ -264,7 +264,7 @@ def additive_search(table: torch.Tensor, *, restarts: int = 50, seed: int = 0, r
     T = np.asarray(table, dtype=float)
     rng = np.random.default_rng(seed)
 
-    def reached(u, v):
+    def accuracy_of(u, v):  # what the read-out [u_a + v_b > 0] gets right
         return float(((u[:, None] + v[None, :] > 0) == (T > 0.5)).mean())
 
     best, keys = 0.0, None
@@ -276,8 +276,9 @@ def additive_search(table: torch.Tensor, *, restarts: int = 50, seed: int = 0, r
             u, _ = _best_thresholds(T, v)
             u = u + 1e-9 * rng.standard_normal(u.shape)
             v, new = _best_thresholds(T.T, u)
-            if reached(u, v) > best:
-                best, keys = reached(u, v), (u, v)
+            got = accuracy_of(u, v)
+            if got > best:
+                best, keys = got, (u, v)
             if new <= acc + 1e-12:
                 break
             acc = new
