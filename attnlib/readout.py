@@ -63,7 +63,6 @@ class Tuned(NamedTuple):
     history: dict  # (name, lr) -> History (training loss; eval = validation accuracy)
     val_acc: dict  # (name, lr) -> (seeds,) validation accuracy at the end
     val_loss: dict  # (name, lr) -> (seeds,) validation cross-entropy at the end
-    tracked: dict | None = None  # name -> (seeds, E) accuracy on ``track`` at each evaluation, chosen rate
 
     def best(self, name):
         """``(models, history)`` of ``name`` at its chosen learning rate."""
@@ -76,7 +75,7 @@ def _val_loss(model, X, y):
     return float(F.cross_entropy(model(X), y))
 
 
-def tune_lr(builds: dict, data, val, lrs, *, seeds, tie=0.005, track=None, **train_kwargs) -> Tuned:
+def tune_lr(builds: dict, data, val, lrs, *, seeds, tie=0.005, **train_kwargs) -> Tuned:
     """Train every configuration at every learning rate; choose each one's rate on ``val``.
 
     Args:
@@ -88,66 +87,23 @@ def tune_lr(builds: dict, data, val, lrs, *, seeds, tie=0.005, track=None, **tra
         seeds: the seeds; every configuration and rate trains on all of them.
         tie: the rule, fixed in advance: the highest mean validation accuracy wins; rates
             within ``tie`` of it are broken by the lower mean validation loss.
-        track: optional test ``(X, y)``: for each configuration at its chosen rate, its accuracy
-            at the same steps as the validation accuracy (``Tuned.tracked``), the learning
-            curve of a quantity the chapter compares. It is measured after the rates are
-            chosen, from copies of the weights kept at each evaluation (at every rate, as the
-            choice comes after training), so it never influences the choice and is evaluated
-            at the chosen rates only.
         train_kwargs: passed to :func:`attnlib.training.train` (steps, batch_size, ...).
     """
     if not lrs:
         raise ValueError("lrs must not be empty")
     Xv, yv = val[0], val[1]
     models, history, val_acc, val_loss, chosen = {}, {}, {}, {}, {}
-    snapshots = {}  # (name, lr) -> (evaluations, seeds, parameters) weights kept for ``track``
     for name, build in builds.items():
         for lr in lrs:
-            kept, filled = None, [0]
-
-            @torch.no_grad()
-            def evaluate(m):
-                nonlocal kept
-                if track is not None:
-                    flat = torch.cat([v.reshape(-1) for v in m.state_dict().values()])
-                    if kept is None:  # one block for the whole run: no small allocations between steps
-                        kept = torch.empty(_num_evaluations(train_kwargs), len(seeds), len(flat))
-                    kept[divmod(filled[0], len(seeds))] = flat
-                    filled[0] += 1
-                return accuracy(m, Xv, yv)
-
-            ms, h = train(build, data, seeds=seeds, lr=lr, progress=False, evaluate=evaluate, **train_kwargs)
+            ms, h = train(build, data, seeds=seeds, lr=lr, progress=False,
+                          evaluate=lambda m: accuracy(m, Xv, yv), **train_kwargs)
             models[(name, lr)], history[(name, lr)] = ms, h
-            if track is not None:
-                assert filled[0] == kept.shape[0] * kept.shape[1], "weights kept at every evaluation"
-                snapshots[(name, lr)] = kept
             val_acc[(name, lr)] = h.eval[:, -1]
             val_loss[(name, lr)] = np.array([_val_loss(m, Xv, yv) for m in ms])
         top = max(val_acc[(name, lr)].mean() for lr in lrs)
         near = [lr for lr in lrs if val_acc[(name, lr)].mean() >= top - tie]
         chosen[name] = min(near, key=lambda lr: val_loss[(name, lr)].mean())
-    tracked = None
-    if track is not None:
-        tracked = {}
-        for name, build in builds.items():
-            model = build()
-            names = list(model.state_dict())
-            shapes = [v.shape for v in model.state_dict().values()]
-            kept = snapshots[(name, chosen[name])]
-            curve = np.zeros(kept.shape[:2])  # (evaluations, seeds)
-            for e, s in np.ndindex(*curve.shape):
-                parts = torch.split(kept[e, s], [int(np.prod(sh)) for sh in shapes])
-                model.load_state_dict({k: p.reshape(sh) for k, p, sh in zip(names, parts, shapes)})
-                curve[e, s] = accuracy(model, track[0], track[1])
-            tracked[name] = curve.T  # (seeds, evaluations)
-    return Tuned(chosen, models, history, val_acc, val_loss, tracked)
-
-
-def _num_evaluations(train_kwargs) -> int:
-    """How many times :func:`attnlib.training.train` runs ``evaluate`` with these arguments."""
-    steps = train_kwargs["steps"]
-    every = train_kwargs.get("eval_every") or max(1, steps // 10)
-    return sum(1 for step in range(1, steps + 1) if step % every == 0 or step == steps)
+    return Tuned(chosen, models, history, val_acc, val_loss)
 
 
 def pooling_cost(name: str, d_model: int, n: int, *, batch: int = 32, rounds: int = 5, repeats: int = 5,

@@ -9,7 +9,6 @@ from attnlib.pooling import POOLINGS
 from attnlib.readout import (READOUTS, attention_to, classifier, cls_attention, key_weights, length_accuracy,
                              logistic_baseline, make_readout, pooling_cost, pooling_weights, tune_lr)
 from attnlib.tasks import find_the_needle
-from attnlib.training import accuracy
 
 
 @pytest.mark.parametrize("name", READOUTS)
@@ -112,20 +111,6 @@ def test_tune_lr_picks_the_rate_that_learns_on_validation():
     assert np.allclose(run.val_acc[("max", 3e-2)], hist.eval[:, -1])
     with pytest.raises(ValueError):
         tune_lr({"max": build}, tr[:2], va[:2], [], seeds=[0], steps=2)
-
-
-def test_tune_lr_tracks_the_chosen_rate_from_kept_weights():
-    tr, va, te = find_the_needle(600, 8, seed=1), find_the_needle(200, 8, seed=2), find_the_needle(100, 32, seed=3)
-    build = lambda: classifier("max", 2, 8, 1, 0, vocab_size=16, positions=None)
-    run = tune_lr({"max": build}, tr[:2], va[:2], [1e-6, 3e-2], seeds=[0, 1], steps=60, eval_every=20,
-                  track=te[:2])
-    curve = run.tracked["max"]  # (seeds, evaluations), at the chosen rate 3e-2
-    assert run.lr == {"max": 3e-2} and curve.shape == (2, 3)
-    # the last point is the trained model itself; the first, the weights kept at step 20
-    models, hist = run.best("max")
-    assert np.allclose(curve[:, -1], [accuracy(m, te[0], te[1]) for m in models])
-    assert list(hist.eval_step) == [20, 40, 60]
-    assert tune_lr({"max": build}, tr[:2], va[:2], [3e-2], seeds=[0], steps=4).tracked is None
 
 
 def test_tune_lr_ties_go_to_the_lower_validation_loss():
