@@ -53,7 +53,7 @@ def seed_band(ax, x, Y, label=None, color=None, kind="sd", **kwargs):
     return line
 
 
-def learning_curves(ax, histories, which="loss", kind="sd", logy=None, ylabel=None):
+def learning_curves(ax, histories, which="loss", kind="sd", logy=None, ylabel=None, colors=None):
     """Learning curves of several configurations, one line (mean over seeds) and band each.
 
     Args:
@@ -61,6 +61,8 @@ def learning_curves(ax, histories, which="loss", kind="sd", logy=None, ylabel=No
         which: ``"loss"`` (the training loss, log axis by default) or ``"eval"`` (what
             ``train``'s ``evaluate`` measured, e.g. held-out accuracy).
         kind: the band, as in :func:`seed_band` (``"sd"`` or ``"minmax"``).
+        colors: optional ``{name: colour}``, to keep a configuration's colour across figures;
+            by default the palette in the order of ``histories``.
 
     Returns ``ax``, with a legend and axis labels.
     """
@@ -72,7 +74,8 @@ def learning_curves(ax, histories, which="loss", kind="sd", logy=None, ylabel=No
         x, Y = (h.step, h.loss) if which == "loss" else (h.eval_step, h.eval)
         if Y is None:
             raise ValueError(f"{name!r} has no evaluations: train it with evaluate=...")
-        seed_band(ax, x, Y, label=name, color=PALETTE[i % len(PALETTE)], kind=kind)
+        color = colors[name] if colors is not None else PALETTE[i % len(PALETTE)]
+        seed_band(ax, x, Y, label=name, color=color, kind=kind)
     if logy if logy is not None else which == "loss":
         ax.set_yscale("log")
     ax.set_xlabel("training step")

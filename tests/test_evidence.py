@@ -115,4 +115,7 @@ def test_learning_curves_plots_loss_and_eval():
     assert ax.get_yscale() == "linear"
     with pytest.raises(ValueError, match="evaluate"):
         learning_curves(ax, {"a": History(np.arange(3), np.ones((1, 3)), np.ones(3))}, which="eval")
+    fig, ax = plt.subplots()  # a colour per name, whatever the order
+    learning_curves(ax, {"b": h, "a": h}, colors={"a": "red", "b": "blue"})
+    assert [line.get_color() for line in ax.get_lines()] == ["blue", "red"]
     plt.close("all")
