@@ -17,7 +17,7 @@ JOBS ?= 2
 SEEDS    ?=
 CHAPTERS ?=
 
-.PHONY: setup vendor book test test-lib test-notebooks seed-gate robustness benchmark execute student assignment clean preflight-book preflight-test
+.PHONY: results setup vendor book test test-lib test-notebooks seed-gate robustness benchmark execute student assignment clean preflight-book preflight-test
 
 # System packages (npm; Chromium for the tests): installed with apt-get when run as root,
 # otherwise make stops here, before any long step, naming the command to run.
@@ -66,6 +66,15 @@ seed-gate: setup
 robustness: setup
 	@test -n "$(SEEDS)" || { echo 'usage: make robustness SEEDS="101 202 ..." [CHAPTERS="chapters/..."]'; exit 2; }
 	$(BIN)/python scripts/seed_gate.py --seeds $(SEEDS) $(if $(CHAPTERS),--chapters $(CHAPTERS)) --jobs $(JOBS)
+
+# The full-scale results (attnlib/experiments, stored under results/; README, "Full-scale results"):
+#   make results [CHAPTERS="chapters/05_pooling.ipynb ..."] [SEED=123]
+# Each experiment runs its independent units in $(JOBS) processes, one thread each; rerun the same
+# command after an interruption and it resumes. Then the chapters' conclusions are checked on the
+# new data and a table says which hold (exit status 1 if any does not).
+SEED ?=
+results: setup
+	$(BIN)/python scripts/results.py $(if $(CHAPTERS),--chapters $(CHAPTERS)) $(if $(SEED),--seed $(SEED)) --jobs $(JOBS)
 
 test-lib: setup
 	$(BIN)/python -m pytest tests -q

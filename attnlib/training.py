@@ -50,7 +50,8 @@ def lr_at(step: int, steps: int, lr: float, warmup_steps: int, schedule: str) ->
 
 def train(build: Callable[[], torch.nn.Module], data, *, seeds, steps, lr=1e-3, batch_size=64,
           weight_decay=0.0, warmup_steps=0, schedule="cosine", clip_norm=None, log_every=None,
-          evaluate=None, eval_every=None, device=None, progress=True, desc=None):
+          evaluate=None, eval_every=None, device=None, progress=True, desc=None, max_steps=None,
+          on_step=None):
     """Train one model per seed, all seeds at once.
 
     Args:
@@ -69,6 +70,11 @@ def train(build: Callable[[], torch.nn.Module], data, *, seeds, steps, lr=1e-3, 
         eval_every: default about 10 evaluations over the run.
         device: where to train (default :func:`attnlib.config.device`, from ``ATTNLIB_DEVICE``).
         progress: show a ``tqdm.auto`` progress bar.
+        max_steps: stop after this many steps while the schedule still spans ``steps``: the
+            first steps of a long run, exactly (how :mod:`attnlib.results` checks that a
+            stored run is still what the code produces). Default: run all ``steps``.
+        on_step: optional function called after every step with the number of seeds, e.g. to
+            advance an outer progress bar counted in seed-steps.
 
     Returns:
         ``(models, history)``: the trained models, one per seed, and a :class:`History`.
@@ -80,6 +86,8 @@ def train(build: Callable[[], torch.nn.Module], data, *, seeds, steps, lr=1e-3, 
         raise ValueError(f"schedule must be 'cosine' or 'constant', got {schedule!r}")
     if steps < 1:
         raise ValueError(f"steps must be at least 1, got {steps}")
+    if max_steps is not None and max_steps < 1:
+        raise ValueError(f"max_steps must be at least 1, got {max_steps}")
     log_every = log_every or max(1, steps // 50)
     eval_every = eval_every or max(1, steps // 10)
     device = torch.device(device or default_device())
@@ -122,7 +130,8 @@ def train(build: Callable[[], torch.nn.Module], data, *, seeds, steps, lr=1e-3, 
     hook = (run_eval, eval_every) if evaluate is not None else None
     with explicit_softmax():  # the fused kernel has no vmap batching rule: it would fall back slowly
         history = _loop(params, buffers, batched_loss, opt, sets, gens, seeds, steps, lr, batch_size,
-                        warmup_steps, schedule, clip_norm, log_every, hook, progress, desc)
+                        warmup_steps, schedule, clip_norm, log_every, hook, progress, desc,
+                        min(steps, max_steps or steps), on_step)
     trained = unstack()
     if evaluate is not None:
         history = history._replace(eval_step=np.array(eval_steps), eval=np.array(eval_values).T)
@@ -130,11 +139,12 @@ def train(build: Callable[[], torch.nn.Module], data, *, seeds, steps, lr=1e-3, 
 
 
 def _loop(params, buffers, batched_loss, opt, sets, gens, seeds, steps, lr, batch_size,
-          warmup_steps, schedule, clip_norm, log_every, hook, progress, desc):
-    """The optimisation loop of :func:`train`; returns its History. ``hook``: ``(fn, every)`` or None."""
+          warmup_steps, schedule, clip_norm, log_every, hook, progress, desc, stop, on_step):
+    """The optimisation loop of :func:`train`, for steps ``0 .. stop-1`` of a run of ``steps``;
+    returns its History. ``hook``: ``(fn, every)`` or None."""
     logged_steps, logged_loss, logged_lr = [], [], []
     running = torch.zeros(len(seeds), device=next(iter(params.values())).device)
-    bar = tqdm(range(steps), desc=desc, disable=not progress, mininterval=1.0)
+    bar = tqdm(range(stop), desc=desc, disable=not progress, mininterval=1.0)
     for step in bar:
         rate = lr_at(step, steps, lr, warmup_steps, schedule)
         for group in opt.param_groups:
@@ -149,14 +159,16 @@ def _loop(params, buffers, batched_loss, opt, sets, gens, seeds, steps, lr, batc
             _clip_per_seed(params.values(), clip_norm)
         opt.step()
         running += losses.detach()
-        if (step + 1) % log_every == 0 or step + 1 == steps:
+        if (step + 1) % log_every == 0 or step + 1 == stop:
             n = (step % log_every) + 1
             logged_steps.append(step + 1)
             logged_loss.append((running / n).cpu().numpy().copy())
             logged_lr.append(rate)
             running.zero_()
-        if hook is not None and ((step + 1) % hook[1] == 0 or step + 1 == steps):
+        if hook is not None and ((step + 1) % hook[1] == 0 or step + 1 == stop):
             hook[0](step + 1)
+        if on_step is not None:
+            on_step(len(seeds))
     return History(np.array(logged_steps), np.stack(logged_loss, axis=1), np.array(logged_lr))
 
 

@@ -1,0 +1,2 @@
+"""Chapter's full-scale experiments (to come)."""
+EXPERIMENTS = []
