@@ -3,8 +3,9 @@
 ``ATTNLIB_SEED``  base seed of all experiments (default 0). Change it to check
                   that a chapter's conclusions do not hang on one seed.
 ``ATTNLIB_SCALE`` ``fast`` (default: what CI and the website run, under 90 s a
-                  notebook on one core) or ``full`` (bigger runs, for readers
-                  with time or a GPU).
+                  notebook on one core) or ``full`` (the settings of ``make
+                  results``: a notebook run this way gives the full-scale numbers
+                  that are stored under ``results/``; for readers with time or a GPU).
 ``ATTNLIB_DEVICE`` where :func:`attnlib.training.train` trains (default ``cpu``,
                   so that results are the same everywhere; e.g. ``cuda`` to use
                   a GPU with ``ATTNLIB_SCALE=full``).

@@ -37,8 +37,16 @@ from . import config
 from .evidence import Verdict
 from .training import train as _train
 
-#: the repository's results/ folder (committed files at base seed 0)
-RESULTS_DIR = Path(__file__).resolve().parent.parent / "results"
+def _results_dir() -> Path:
+    """The repository's results/ folder; in an attnlib installed from a wheel (Colab), its copy
+    ``attnlib/stored_results`` (pyproject.toml ships it)."""
+    repo = Path(__file__).resolve().parent.parent / "results"
+    in_checkout = repo.is_dir() or (repo.parent / "pyproject.toml").is_file()
+    return repo if in_checkout else Path(__file__).resolve().parent / "stored_results"
+
+
+#: where the committed files (base seed 0) are
+RESULTS_DIR = _results_dir()
 #: the base seed of the committed files
 STORED_SEED = 0
 #: significant digits kept for floats in a stored file
