@@ -77,3 +77,97 @@ def test_every_public_checker_raises_on_failure():
                 found.append(name)
                 assert getattr(obj, "is_checker", False), f"{module.__name__}.{name} is not wrapped by @checker"
     assert len(found) >= 10, found
+
+
+def test_an_unanswered_stub_says_so_in_one_line():
+    """An unanswered stub raises NotAnswered (a NotImplementedError), shown as one line, no traceback."""
+    from attnlib.checks import NotAnswered
+
+    def my_attention(Q, K, V):
+        raise NotImplementedError()
+    with pytest.raises(NotAnswered) as info:
+        check_attention(my_attention)
+    lines = info.value._render_traceback_()
+    assert len(lines) == 1 and "not answered yet" in lines[0] and "my_attention" in lines[0]
+
+
+def test_an_endless_loop_is_stopped_with_a_message(monkeypatch):
+    monkeypatch.setenv("ATTNLIB_CHECK_TIME_LIMIT", "0.2")
+
+    def my_attention(Q, K, V):
+        while True:
+            pass
+    result = outcome(check_attention, my_attention)
+    assert not result and "did not finish" in result.message and "0.2 s" in result.message
+
+
+def _run_self_check(namespace, check, name):
+    """self_check as an assignment's check cell calls it: the function looked up in __main__."""
+    import sys
+    import types
+    from attnlib.checks import self_check
+
+    main = types.ModuleType("__main__")
+    vars(main).update(namespace)
+    saved = sys.modules["__main__"]
+    sys.modules["__main__"] = main
+    shown = []
+    try:
+        import IPython.display
+        original = IPython.display.display
+        IPython.display.display = shown.append
+        try:
+            assert self_check(check, name) is None  # no value: nbgrader would try to read it as a score
+        finally:
+            IPython.display.display = original
+    finally:
+        sys.modules["__main__"] = saved
+    return shown[0]
+
+
+def test_self_check_never_raises_and_explains():
+    def right(Q, K, V):
+        return torch.softmax(Q @ K.transpose(-2, -1) / math.sqrt(Q.shape[-1]), -1) @ V
+
+    def stub(Q, K, V):
+        raise NotImplementedError()
+    assert _run_self_check({"my_attention": right}, check_attention, "my_attention").passed
+    r = _run_self_check({"my_attention": stub}, check_attention, "my_attention")
+    assert not r and "not answered yet" in r.message
+    r = _run_self_check({"my_attention": lambda Q, K, V: V}, check_attention, "my_attention")
+    assert not r and r.message
+    r = _run_self_check({"_ih": ["def my_attention(Q, K, V):\n    return Q +\n"]}, check_attention, "my_attention")
+    assert not r and "syntax error" in r.message and "line 2" in r.message
+    r = _run_self_check({}, check_attention, "my_attention")
+    assert not r and "not answered yet" in r.message and "not defined" in r.message
+
+
+def test_no_function_importable_from_the_checkers_is_an_answer():
+    """Graded assignments carry their references in grading/, out of what students install: no
+    function defined at the top of an attnlib.checks module passes any checker (issue 30 found
+    `_gauge_reference`, `_fuse_reference` and `pooling._reference` there)."""
+    import importlib
+    import inspect
+    import pkgutil
+
+    import attnlib.checks as pkg
+    from attnlib.checks import CheckResult
+
+    modules = [importlib.import_module(f"attnlib.checks.{m.name}") for m in pkgutil.iter_modules(pkg.__path__)]
+    checkers = [f for m in modules for n, f in vars(m).items()
+                if n.startswith("check_") and getattr(f, "is_checker", False)]
+    helpers = [f for m in modules for n, f in vars(m).items()
+               if inspect.isfunction(f) and f.__module__ == m.__name__ and not getattr(f, "is_checker", False)]
+    passing = []
+    for check in checkers:
+        for helper in helpers:
+            try:
+                result = outcome(check, helper)
+            except NotImplementedError:
+                continue
+            if isinstance(result, CheckResult) and result.passed:
+                passing.append(f"{helper.__module__}.{helper.__name__} passes {check.__name__}")
+    assert not passing, passing
+    for module, name in [("output_projection", "_gauge_reference"), ("output_projection", "_fuse_reference"),
+                         ("pooling", "_reference"), ("shapes", "_per_head"), ("shapes", "_torch_reference")]:
+        assert not hasattr(importlib.import_module(f"attnlib.checks.{module}"), name)

@@ -18,12 +18,21 @@ def test_reference_passes():
     assert outcome(check_attention_pooling, right)
 
 
-def test_attnlib_module_passes():
+def test_calling_the_library_is_not_an_answer():
+    """The exercise is attnlib's AttentionPooling: an answer that only calls it, or torch's
+    scaled_dot_product_attention with q as the one query, fails and says why."""
     def via_module(x, q):
         pool = AttentionPooling(x.shape[-1])
         pool.query.data = q
         return pool(x)
-    assert outcome(check_attention_pooling, via_module)
+
+    def via_sdpa(x, q):
+        query = q.expand(x.shape[0], 1, -1)
+        return torch.nn.functional.scaled_dot_product_attention(query, x, x).squeeze(1)
+
+    for shortcut in (via_module, via_sdpa):
+        result = outcome(check_attention_pooling, shortcut)
+        assert not result and "library's own" in result.message, result.message
 
 
 @pytest.mark.parametrize("wrong,fragment", [

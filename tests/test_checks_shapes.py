@@ -1,11 +1,33 @@
 """Chapter 2's checkers: right answers pass, typical mistakes get a hint, odd answers no traceback."""
+import math
+
 from attnlib.checks import outcome
 import pytest
+import torch
+import torch.nn.functional as F
 
-from attnlib.checks.shapes import (_per_head, check_merge_heads, check_mha_from_heads,
-                                   check_parameter_count, check_split_heads)
+from attnlib.checks.shapes import check_merge_heads, check_mha_from_heads, check_parameter_count, check_split_heads
 from attnlib.counting import mha_parameter_count
 from attnlib.mha import merge_heads, split_heads
+
+
+def _per_head(x, mha, *, transpose=True, scale=True, bias=True, out=True):
+    """A head-by-head answer, with switches for the typical mistakes."""
+    d, h = mha.embed_dim, mha.num_heads
+    d_k = d // h
+    W = mha.in_proj_weight
+    b = mha.in_proj_bias if bias else torch.zeros(3 * d)
+    Wq, Wk, Wv = (W[i * d:(i + 1) * d] for i in range(3))
+    if transpose:
+        Wq, Wk, Wv = Wq.T, Wk.T, Wv.T
+    heads = []
+    for i in range(h):
+        c = slice(i * d_k, (i + 1) * d_k)
+        q, k, v = x @ Wq[:, c] + b[:d][c], x @ Wk[:, c] + b[d:2 * d][c], x @ Wv[:, c] + b[2 * d:][c]
+        s = q @ k.transpose(-2, -1)
+        heads.append(torch.softmax(s / math.sqrt(d_k) if scale else s, -1) @ v)
+    cat = torch.cat(heads, -1)
+    return F.linear(cat, mha.out_proj.weight, mha.out_proj.bias if bias else None) if out else cat
 
 
 def _ref_split(x, h):

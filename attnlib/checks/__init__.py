@@ -6,9 +6,14 @@ solution, and never crashes on odd input: a function that raises, returns
 ``None``, the wrong shape or dtype, or NaN, gets a message saying so. A right
 answer returns a passed :class:`CheckResult`; a wrong one raises
 :class:`CheckFailed`, shown as its hint alone, so that a grader gives the cell
-no marks. ``NotImplementedError``, which an unattempted stub raises, passes
-through. An answer that only calls the library's own implementation fails.
-"""
-from .core import CheckFailed, CheckResult, check_function, checker, outcome
+no marks. An unattempted stub (it raises ``NotImplementedError``) raises
+:class:`NotAnswered`, a ``NotImplementedError`` that says so in one line; a call that
+runs past its time limit is stopped with a message. An answer that only calls the
+library's own implementation fails.
 
-__all__ = ["CheckFailed", "CheckResult", "check_function", "checker", "outcome"]
+They are for self-study: a graded assignment (``make assignment``) awards its marks with
+hidden tests that do not use them (``grading/hidden.py``).
+"""
+from .core import CheckFailed, CheckResult, NotAnswered, check_function, checker, outcome, self_check
+
+__all__ = ["CheckFailed", "CheckResult", "NotAnswered", "check_function", "checker", "outcome", "self_check"]

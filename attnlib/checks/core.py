@@ -4,10 +4,19 @@ A checker that a notebook calls (``check_split_heads(split_heads)``) returns a
 :class:`CheckResult` when the answer is right, and *raises* :class:`CheckFailed` when it
 is not: a grader (nbgrader) scores a cell that raises as 0 and one that runs as full
 marks, so a wrong answer must raise. The learner sees the hint alone, not a traceback.
-Every public checker is wrapped with :func:`checker`, which does both.
+Every public checker is wrapped with :func:`checker`, which does both. An unanswered stub
+(it raises ``NotImplementedError``) raises :class:`NotAnswered`, and a call that runs longer
+than :func:`time_limit` seconds is stopped; both show one line, not a traceback.
+
+These checkers are for self-study: graded assignments (``make assignment``) award marks with
+hidden tests that do not use them (``grading/hidden.py``).
 """
+import contextlib
 import functools
+import os
+import signal
 import sys
+import threading
 import traceback
 from typing import Callable
 
@@ -47,6 +56,72 @@ class CheckFailed(AssertionError):
         return [f"\x1b[1;31m\u2718 {self.result.name}: not yet\x1b[0m", *self.result.message.splitlines()]
 
 
+class NotAnswered(NotImplementedError):
+    """An exercise whose stub was never filled in: shown as one line, not a traceback."""
+
+    def __init__(self, name: str, function=None):
+        fn = getattr(function, "__name__", None)
+        who = f"`{fn}` still raises" if fn else "your function still raises"
+        super().__init__(f"{name}: this exercise is not answered yet ({who} NotImplementedError). "
+                         "Replace the stub under `# YOUR CODE HERE` with your code, run that cell, "
+                         "then this one.")
+
+    def _render_traceback_(self):
+        return [f"\x1b[1;33m\u2026 {self.args[0]}\x1b[0m"]
+
+
+class TimeUp(BaseException):
+    """Raised in a learner's function that runs past :func:`time_limit` (a BaseException, so that
+    an ``except Exception`` in the answer does not swallow it)."""
+
+
+def time_limit() -> float:
+    """Seconds of CPU a checker gives each call of the learner's function: ``ATTNLIB_CHECK_TIME_LIMIT``,
+    default 10."""
+    try:
+        return float(os.environ.get("ATTNLIB_CHECK_TIME_LIMIT", 10))
+    except ValueError:
+        return 10.0
+
+
+@contextlib.contextmanager
+def _limited(seconds):
+    """Raise :class:`TimeUp` in the block after ``seconds`` of CPU (a SIGPROF timer, so that a
+    busy machine does not trip it; main thread, Unix only)."""
+    if seconds <= 0 or not hasattr(signal, "setitimer") or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def on_alarm(signum, frame):
+        raise TimeUp()
+    old = signal.signal(signal.SIGPROF, on_alarm)
+    signal.setitimer(signal.ITIMER_PROF, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_PROF, 0)
+        signal.signal(signal.SIGPROF, old)
+
+
+def call_answer(name: str, fn, *args):
+    """``fn(*args)`` for a checker: time-limited, and an unanswered stub raises :class:`NotAnswered`.
+
+    Returns ``(result, None)``, or ``(None, failed CheckResult)`` if the call ran too long or raised.
+    """
+    try:
+        with _limited(time_limit()):
+            return fn(*args), None
+    except NotImplementedError:
+        raise NotAnswered(name, fn) from None
+    except TimeUp:
+        return None, CheckResult(False, name, f"your function did not finish within {time_limit():g} s of CPU on "
+                                 "a small input (the reference takes milliseconds): is there an endless loop?")
+    except Exception as e:  # the learner's code failed: report it, do not crash
+        where = traceback.extract_tb(e.__traceback__)[-1]
+        return None, CheckResult(False, name, f"your function raised {type(e).__name__}: {e} "
+                                 f"(line {where.lineno}).")
+
+
 def _html_escape(s):
     return s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("\n", "<br>")
 
@@ -75,16 +150,19 @@ def checker(name: str):
     """Decorator for every public checker: a passed :class:`CheckResult`, or :class:`CheckFailed`.
 
     Whatever the learner hands in, the wrapped checker answers with a verdict: an exception
-    (other than ``NotImplementedError``, the sign of an unattempted stub) becomes a failed
-    result that names it, and a failed result is raised as :class:`CheckFailed`.
+    becomes a failed result that names it, and a failed result is raised as :class:`CheckFailed`.
+    ``NotImplementedError``, the sign of an unattempted stub, is raised as :class:`NotAnswered`
+    (still a ``NotImplementedError``), whose message says so in one line.
     """
     def wrap(fn):
         @functools.wraps(fn)
         def safe(*args, **kwargs):
             try:
                 result = fn(*args, **kwargs)
-            except (NotImplementedError, CheckFailed):
+            except (NotAnswered, CheckFailed):
                 raise
+            except NotImplementedError:
+                raise NotAnswered(name, args[0] if args else None) from None
             except Exception as e:  # noqa: BLE001
                 result = CheckResult(False, name, f"could not check this answer: {type(e).__name__}: {e}")
             if not isinstance(result, CheckResult):
@@ -93,8 +171,53 @@ def checker(name: str):
                 raise CheckFailed(result)
             return result
         safe.is_checker = True
+        safe.title = name
         return safe
     return wrap
+
+
+def _missing(name: str) -> str:
+    """Why the notebook has no ``name``: its cell has a syntax error, or it was never written or run."""
+    main = vars(sys.modules["__main__"])
+    for source in reversed(main.get("_ih") or []):  # IPython's input history, newest first
+        if f"def {name}(" not in source:
+            continue
+        try:
+            ip = main.get("get_ipython")
+            compile(ip().transform_cell(source) if ip else source, "<cell>", "exec")
+        except SyntaxError as e:
+            return (f"your cell above has a syntax error (line {e.lineno}: {e.msg}), so `{name}` was never "
+                    "defined. Fix it and run that cell again.")
+        except Exception:  # noqa: BLE001
+            pass
+        break
+    return f"this exercise is not answered yet: `{name}` is not defined (write it in the cell above and run it)."
+
+
+def self_check(check: Callable, name: str) -> None:
+    """Show ``check``'s verdict on the notebook's function ``name``, without raising.
+
+    What an assignment's check cells call (``make assignment``): a missing function (its
+    cell has a syntax error, or was never run), an unanswered stub and a wrong answer each get
+    a message, and the notebook runs on to the next exercise. Returns None, so that nbgrader
+    sees no output it would try to read as a score.
+    """
+    title = getattr(check, "title", None) or getattr(check, "__name__", "check")
+    fn = vars(sys.modules["__main__"]).get(name)
+    if fn is None:
+        result = CheckResult(False, title, _missing(name))
+    else:
+        try:
+            result = check(fn)
+        except CheckFailed as e:
+            result = e.result
+        except NotAnswered as e:
+            result = CheckResult(False, title, e.args[0].split(": ", 1)[-1])
+    try:
+        from IPython.display import display
+        display(result)
+    except ImportError:
+        print(repr(result))
 
 
 def outcome(check: Callable, *args, **kwargs) -> "CheckResult":
@@ -158,7 +281,7 @@ def check_function(candidate, reference: Callable, make_inputs: Callable, *, nam
             delegates, and fails with a message that says so.
 
     Raises:
-        NotImplementedError: passed through from an unattempted stub.
+        NotAnswered: the candidate is an unattempted stub (it raises ``NotImplementedError``).
     """
     mistakes = mistakes or {}
     extra = f"\nHint: {hint}" if hint else ""
@@ -169,15 +292,11 @@ def check_function(candidate, reference: Callable, make_inputs: Callable, *, nam
         args = make_inputs(g)
         with torch.no_grad():
             expected = reference(*args)
-        try:
-            with torch.no_grad(), _Calls(forbidden) as calls:
-                got = candidate(*[a.clone() if isinstance(a, torch.Tensor) else a for a in args])
-        except NotImplementedError:
-            raise
-        except Exception as e:  # the learner's code failed: report it, do not crash
-            where = traceback.extract_tb(e.__traceback__)[-1]
-            return CheckResult(False, name, f"your function raised {type(e).__name__}: {e} "
-                               f"(line {where.lineno}).{extra}")
+        with torch.no_grad(), _Calls(forbidden) as calls:
+            got, failed = call_answer(name, candidate, *[a.clone() if isinstance(a, torch.Tensor) else a
+                                                         for a in args])
+        if failed is not None:
+            return CheckResult(False, name, failed.message + extra)
         verdict = _compare(got, expected, args, name, atol, rtol, mistakes, extra)
         if verdict is not None:
             return verdict

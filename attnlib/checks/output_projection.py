@@ -6,11 +6,10 @@ says which one is off), then compares the values with the reference through
 :func:`attnlib.checks.core.check_function`, on the two tensors flattened and
 joined, so that its typical-mistake hints apply.
 """
-import traceback
-
 import torch
 
-from .core import CheckResult, _describe, check_function, checker
+from ..circuits import FusedAttentionMLP, apply_gauge
+from .core import CheckResult, _Calls, _describe, call_answer, check_function, checker
 
 
 def _pack(pair):
@@ -18,21 +17,20 @@ def _pack(pair):
     return torch.cat([a.reshape(-1), b.reshape(-1)])
 
 
-def _check_pair(fn, reference, make_inputs, *, name, labels, mistakes, hint):
+def _check_pair(fn, reference, make_inputs, *, name, labels, mistakes, hint, forbidden=()):
     """Structure first (a tuple of two tensors with the expected shapes), then values."""
     if not callable(fn):
         return CheckResult(False, name, f"expected a function, got {_describe(fn)}.")
     args = make_inputs(torch.Generator().manual_seed(7))
     expected = reference(*args)
-    try:
-        with torch.no_grad():
-            got = fn(*[a.clone() for a in args])
-    except NotImplementedError:
-        raise
-    except Exception as e:
-        where = traceback.extract_tb(e.__traceback__)[-1]
-        return CheckResult(False, name, f"your function raised {type(e).__name__}: {e} (line {where.lineno}).\n"
-                           f"Hint: {hint}")
+    with torch.no_grad(), _Calls(forbidden) as calls:
+        got, failed = call_answer(name, fn, *[a.clone() for a in args])
+    if failed is not None:
+        return CheckResult(False, name, f"{failed.message}\nHint: {hint}")
+    if calls.called is not None:
+        used = getattr(calls.called, "__qualname__", repr(calls.called))
+        return CheckResult(False, name, f"your function calls the library's own `{used}`: the exercise is to "
+                           "write it yourself.")
     if got is None:
         return CheckResult(False, name, "your function returned None: is a `return` missing?")
     if not isinstance(got, (tuple, list)) or len(got) != 2:
@@ -53,7 +51,7 @@ def _check_pair(fn, reference, make_inputs, *, name, labels, mistakes, hint):
             return _pack(f(*a))
         return run
 
-    return check_function(packed(fn), packed(reference), make_inputs, name=name,
+    return check_function(packed(fn), packed(reference), make_inputs, name=name, forbidden=forbidden,
                           mistakes={msg: packed(w) for msg, w in mistakes.items()}, hint=hint)
 
 
@@ -65,18 +63,17 @@ def _gauge_inputs(g):
             torch.randn(d_k, d_model, generator=g, dtype=torch.float64), M)
 
 
-def _gauge_reference(W_V, W_O, M):
-    return W_V @ M, torch.linalg.inv(M) @ W_O
-
-
 @checker("the M, M^-1 symmetry of one head")
 def check_gauge(fn):
     """Check ``fn(W_V_h, W_O_h, M) -> (W_V_h M, M^-1 W_O_h)`` for one head.
 
     ``W_V_h``: ``(d_model, d_k)``, ``W_O_h``: ``(d_k, d_model)``, ``M``: ``(d_k, d_k)`` invertible.
     """
+    def reference(W_V, W_O, M):  # not importable: graded assignments carry their own (grading/)
+        return W_V @ M, torch.linalg.inv(M) @ W_O
+
     return _check_pair(
-        fn, _gauge_reference, _gauge_inputs, name="the M, M^-1 symmetry of one head",
+        fn, reference, _gauge_inputs, name="the M, M^-1 symmetry of one head", forbidden=[apply_gauge],
         labels=("the new W_V_h", "the new W_O_h"),
         mistakes={
             "M and its inverse are swapped: W_V_h is multiplied by M, W_O_h by the inverse.":
@@ -104,10 +101,6 @@ def _fuse_inputs(g):
             torch.randn(d_ff, generator=g, dtype=torch.float64))
 
 
-def _fuse_reference(W_O, b_O, W_1, b_1):
-    return W_O @ W_1, b_O @ W_1 + b_1
-
-
 @checker("fusing W_O into W_1")
 def check_fuse(fn):
     """Check ``fn(W_O, b_O, W_1, b_1) -> (W, b)`` with ``(c W_O + b_O) W_1 + b_1 = c W + b``.
@@ -115,8 +108,11 @@ def check_fuse(fn):
     ``W_O``: ``(h d_v, d_model)``, ``b_O``: ``(d_model,)``, ``W_1``: ``(d_model, d_ff)``
     (paper orientation), ``b_1``: ``(d_ff,)``.
     """
+    def reference(W_O, b_O, W_1, b_1):  # not importable: graded assignments carry their own (grading/)
+        return W_O @ W_1, b_O @ W_1 + b_1
+
     return _check_pair(
-        fn, _fuse_reference, _fuse_inputs, name="fusing W_O into W_1",
+        fn, reference, _fuse_inputs, name="fusing W_O into W_1", forbidden=[FusedAttentionMLP.from_block],
         labels=("the fused matrix", "the fused bias"),
         mistakes={
             "the fused bias ignores b_O: W_O's bias also passes through W_1.":

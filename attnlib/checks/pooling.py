@@ -2,13 +2,18 @@
 import math
 
 import torch
+import torch.nn as nn
+import torch.nn.functional as F
 
+from ..pooling import AttentionPooling
 from .core import check_function, checker
 
 
-def _reference(x, q):
-    w = torch.softmax(x @ q / math.sqrt(x.shape[-1]), dim=-1)  # (batch, n)
-    return (w.unsqueeze(-1) * x).sum(dim=1)
+def _library(x, q):
+    """attnlib's AttentionPooling with the query ``q``: what the learner's function must match."""
+    pool = AttentionPooling(x.shape[-1]).to(x.dtype)
+    pool.query.data = q
+    return pool(x)
 
 
 def _inputs(g):
@@ -41,7 +46,9 @@ def check_attention_pooling(fn):
         return torch.softmax(x @ q / math.sqrt(x.shape[-1]), dim=-1)
 
     return check_function(
-        fn, _reference, _inputs, name="attention pooling",
+        fn, _library, _inputs, name="attention pooling",
+        forbidden=[AttentionPooling.forward, AttentionPooling.weights, F.scaled_dot_product_attention,
+                   nn.MultiheadAttention.forward],
         mistakes={
             "the scores are not scaled: divide x q by sqrt(d) before the softmax.": no_scale,
             "you divided by d; divide by its square root.": scale_by_d,

@@ -6,7 +6,6 @@
 - :func:`check_parameter_count` ``(d_model, num_heads, num_kv_heads) -> int``
 """
 import math
-import traceback
 
 import torch
 import torch.nn as nn
@@ -14,7 +13,7 @@ import torch.nn.functional as F
 
 from ..counting import mha_parameter_count
 from ..mha import MultiHeadAttention, merge_heads, split_heads
-from .core import CheckResult, _Calls, check_function, checker
+from .core import CheckResult, _Calls, call_answer, check_function, checker
 
 _SPLIT_NAME = "split_heads"
 _MERGE_NAME = "merge_heads"
@@ -109,36 +108,6 @@ def _mha_inputs(g):
     return torch.randn(batch, n, d_model, generator=g), mha
 
 
-def _torch_reference(x, mha):
-    return mha(x, x, x, need_weights=False)[0]
-
-
-def _per_head(x, mha, *, transpose=True, scale=True, bias=True, out=True):
-    """A head-by-head implementation with switches for the typical mistakes."""
-    d = mha.embed_dim
-    h = mha.num_heads
-    d_k = d // h
-    W = mha.in_proj_weight
-    b = mha.in_proj_bias if bias else torch.zeros(3 * d)
-    Wq, Wk, Wv = (W[i * d:(i + 1) * d] for i in range(3))
-    if transpose:
-        Wq, Wk, Wv = Wq.T, Wk.T, Wv.T  # nn.Linear layout (out, in) -> paper layout (in, out)
-    heads = []
-    for i in range(h):
-        c = slice(i * d_k, (i + 1) * d_k)
-        q = x @ Wq[:, c] + b[:d][c]
-        k = x @ Wk[:, c] + b[d:2 * d][c]
-        v = x @ Wv[:, c] + b[2 * d:][c]
-        s = q @ k.transpose(-2, -1)
-        if scale:
-            s = s / math.sqrt(d_k)
-        heads.append(torch.softmax(s, -1) @ v)
-    cat = torch.cat(heads, -1)
-    if not out:
-        return cat
-    return F.linear(cat, mha.out_proj.weight, mha.out_proj.bias if bias else None)
-
-
 @checker("multi-head attention from per-head matrices")
 def check_mha_from_heads(fn):
     """Check ``fn(x, mha)``: a head-by-head multi-head attention matching ``torch.nn.MultiheadAttention``.
@@ -146,19 +115,48 @@ def check_mha_from_heads(fn):
     ``x`` is ``(batch, n, d_model)``; ``mha`` a batch-first ``nn.MultiheadAttention``
     with biases; the result should equal ``mha(x, x, x)[0]``.
     """
+    def reference(x, mha):
+        return mha(x, x, x, need_weights=False)[0]
+
+    def per_head(x, mha, *, transpose=True, scale=True, bias=True, out=True):
+        """Head by head, with switches for the typical mistakes (not importable: graded
+        assignments carry their own references, in grading/)."""
+        d = mha.embed_dim
+        h = mha.num_heads
+        d_k = d // h
+        W = mha.in_proj_weight
+        b = mha.in_proj_bias if bias else torch.zeros(3 * d)
+        Wq, Wk, Wv = (W[i * d:(i + 1) * d] for i in range(3))
+        if transpose:
+            Wq, Wk, Wv = Wq.T, Wk.T, Wv.T  # nn.Linear layout (out, in) -> paper layout (in, out)
+        heads = []
+        for i in range(h):
+            c = slice(i * d_k, (i + 1) * d_k)
+            q = x @ Wq[:, c] + b[:d][c]
+            k = x @ Wk[:, c] + b[d:2 * d][c]
+            v = x @ Wv[:, c] + b[2 * d:][c]
+            s = q @ k.transpose(-2, -1)
+            if scale:
+                s = s / math.sqrt(d_k)
+            heads.append(torch.softmax(s, -1) @ v)
+        cat = torch.cat(heads, -1)
+        if not out:
+            return cat
+        return F.linear(cat, mha.out_proj.weight, mha.out_proj.bias if bias else None)
+
     return check_function(
-        fn, _torch_reference, _mha_inputs, name="multi-head attention from per-head matrices",
+        fn, reference, _mha_inputs, name="multi-head attention from per-head matrices",
         forbidden=[nn.MultiheadAttention.forward, F.multi_head_attention_forward, MultiHeadAttention.forward],
         trials=3, atol=1e-4, rtol=1e-3,
         mistakes={
             "in_proj_weight is stored as nn.Linear stores weights, (out_features, in_features): "
-            "x @ W needs the transpose of its rows block.": lambda x, m: _per_head(x, m, transpose=False),
+            "x @ W needs the transpose of its rows block.": lambda x, m: per_head(x, m, transpose=False),
             "the scores are not scaled by 1/sqrt(d_k) (d_k is the width of one head).":
-                lambda x, m: _per_head(x, m, scale=False),
+                lambda x, m: per_head(x, m, scale=False),
             "the biases are missing: in_proj_bias (and out_proj.bias) are added after the projections.":
-                lambda x, m: _per_head(x, m, bias=False),
+                lambda x, m: per_head(x, m, bias=False),
             "the output projection out_proj is missing after the concatenation.":
-                lambda x, m: _per_head(x, m, out=False),
+                lambda x, m: per_head(x, m, out=False),
         },
         hint="head i uses rows i*d_k ... (i+1)*d_k - 1 of each of the three d_model-row blocks of "
              "in_proj_weight (Q first, then K, then V).",
@@ -188,14 +186,10 @@ def check_parameter_count(fn):
     }
     for d, h, kv in _COUNT_CASES:
         expected = mha_parameter_count(d, h, num_kv_heads=kv)["total"]
-        try:
-            with _Calls([mha_parameter_count]) as calls:
-                got = fn(d, h, kv)
-        except NotImplementedError:
-            raise
-        except Exception as e:
-            where = traceback.extract_tb(e.__traceback__)[-1]
-            return CheckResult(False, name, f"your function raised {type(e).__name__}: {e} (line {where.lineno}).")
+        with _Calls([mha_parameter_count]) as calls:
+            got, failed = call_answer(name, fn, d, h, kv)
+        if failed is not None:
+            return failed
         if calls.called is not None:
             return CheckResult(False, name, "your function calls the library's own `mha_parameter_count`: "
                                "the exercise is to count the parameters yourself.")

@@ -89,6 +89,12 @@ def check_linear_recurrence(fn) -> CheckResult:
         return torch.einsum("bid,bjd,bje,ij->bie", phi(Q), phi(K), V,
                             torch.ones(Q.shape[1], Q.shape[1]).tril())
 
+    def with_phi(phi, Q, K, V):  # any feature map (not importable: with elu + 1 it is the answer)
+        mask = torch.ones(Q.shape[1], Q.shape[1]).tril()
+        num = torch.einsum("bid,bjd,bje,ij->bie", phi(Q), phi(K), V, mask)
+        den = torch.einsum("bid,bjd,ij->bi", phi(Q), phi(K), mask)
+        return num / den.unsqueeze(-1)
+
     def shifted(Q, K, V):  # reads the state before adding position i
         num = torch.einsum("bid,bjd,bje,ij->bie", phi(Q), phi(K), V,
                            torch.ones(Q.shape[1], Q.shape[1]).tril(-1))
@@ -106,21 +112,11 @@ def check_linear_recurrence(fn) -> CheckResult:
                 no_denominator,
             "position i does not see its own key: update the state before you read it.": shifted,
             "the feature map looks like plain elu: phi(x) = elu(x) + 1 keeps every feature positive.":
-                lambda Q, K, V: _elu_only(Q, K, V),
+                lambda Q, K, V: with_phi(F.elu, Q, K, V),
             "the feature map looks like ReLU: this exercise uses phi(x) = elu(x) + 1.":
-                lambda Q, K, V: _with_phi(F.relu, Q, K, V),
+                lambda Q, K, V: with_phi(F.relu, Q, K, V),
         },
         hint="keep a state S (d_k x d_v) and z (d_k); at each step add phi(k_i)^T v_i to S and phi(k_i) to z, "
              "then read out with phi(q_i).",
     )
 
-
-def _with_phi(phi, Q, K, V):
-    mask = torch.ones(Q.shape[1], Q.shape[1]).tril()
-    num = torch.einsum("bid,bjd,bje,ij->bie", phi(Q), phi(K), V, mask)
-    den = torch.einsum("bid,bjd,ij->bi", phi(Q), phi(K), mask)
-    return num / den.unsqueeze(-1)
-
-
-def _elu_only(Q, K, V):
-    return _with_phi(F.elu, Q, K, V)
