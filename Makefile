@@ -91,12 +91,14 @@ execute: setup
 student: setup
 	$(BIN)/python scripts/student_edition.py chapters student
 
-# One chapter as one nbgrader assignment, in grading/ (teachers.md, "Grading"):
+# One chapter as one nbgrader assignment, in grading/ (teachers.md, "Grading"): its exercises
+# only, graded by hidden tests. Builds nbgrader's source, releases it, then autogrades the
+# reference solutions once in a scratch folder: it stops if they miss a mark, and prints how
+# long one submission took here and so how long a class of 100 takes (one after another).
 #   make assignment CHAPTER=02_shapes   -> grading/release/02_shapes/02_shapes.ipynb
 assignment: setup
 	@test -f "chapters/$(CHAPTER).ipynb" || { echo 'usage: make assignment CHAPTER=02_shapes (a notebook in chapters/, without .ipynb)'; exit 2; }
-	$(BIN)/python scripts/student_edition.py chapters/$(CHAPTER).ipynb grading/source/$(CHAPTER) --nbgrader
-	cd grading && PATH="$(abspath $(BIN)):$$PATH" nbgrader generate_assignment $(CHAPTER) --force
+	$(BIN)/python grading/assignment.py $(CHAPTER)
 
 benchmark: setup
 	$(BIN)/python benchmarks/run.py

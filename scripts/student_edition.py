@@ -3,8 +3,9 @@
     python scripts/student_edition.py chapters student       # build student/*.ipynb
     python scripts/student_edition.py chapters --check       # only report marking problems
     python scripts/student_edition.py chapters --exercises   # list every chapter's exercises
-    python scripts/student_edition.py chapters/02_shapes.ipynb grading/source/02_shapes --nbgrader
-                                          # one chapter as nbgrader's source of one assignment
+
+(An nbgrader assignment is built from the same reading of a chapter by
+``grading/assignment.py``: ``make assignment CHAPTER=02_shapes``.)
 
 What counts as a solution (the marking convention of every chapter):
 
@@ -21,8 +22,8 @@ What counts as a solution (the marking convention of every chapter):
 
   A code cell whose nbgrader metadata says ``solution: true`` but has no markers
   becomes a stub as a whole (as nbgrader does). A code cell inside the solution
-  range with neither markers nor metadata is left out: it shows or uses the
-  solution (e.g. the computation behind a written answer).
+  range with neither markers nor metadata is left out, as it should be: it shows
+  or uses the solution (e.g. the computation behind a written answer).
 
 Where a solution range had no code stub (a written exercise: predict, explain,
 design), the student gets a markdown cell "Your answer here" in its place.
@@ -267,41 +268,28 @@ def marks(exercise) -> int:
     return MARKS.get(m.group(1).lower(), 1) if m else 1
 
 
-def _answer_cell(region, nbgrader, points=1):
-    """What replaces a written solution: an empty answer cell, or, for nbgrader, a
-    "manually graded answer" cell worth ``points`` holding the reference answer (nbgrader blanks it)."""
-    if not nbgrader:
-        return nbformat.v4.new_markdown_cell(ANSWER_HERE, metadata={"tags": ["student-answer"]})
-    text = "\n".join(region.markdown).strip() or ANSWER_HERE
-    meta = {"nbgrader": {"grade": True, "grade_id": f"{region.label}-answer", "locked": False,
-                         "points": points, "schema_version": 3, "solution": True, "task": False}}
-    return nbformat.v4.new_markdown_cell(text, metadata=meta)
+def _answer_cell():
+    """What replaces a written solution: an empty answer cell."""
+    return nbformat.v4.new_markdown_cell(ANSWER_HERE, metadata={"tags": ["student-answer"]})
 
 
-def student_notebook(nb, warn=print, nbgrader=False):
+def student_notebook(nb):
     """The student edition of one notebook (a new object; ``nb`` is left alone).
 
-    With ``nbgrader=True``, the nbgrader *source* instead: the solution code stays
-    between its markers (nbgrader stubs it), the solution text is removed all the
-    same (nbgrader would release it), and a written answer becomes a manually
-    graded nbgrader answer cell holding the reference answer. In both, the MyST
-    markup becomes plain Markdown (:func:`plain_markdown`), which Jupyter, Colab and
-    nbgrader's feedback pages render.
+    The MyST markup becomes plain Markdown (:func:`plain_markdown`), which Jupyter and Colab
+    render. (``grading/assignment.py`` builds nbgrader's source of an assignment instead.)
     """
     nb = copy.deepcopy(nb)
     exercises, regions, plan = scan(nb)
-    written = {e.label: marks(e) for e in exercises if e.written}
-    regions_by_label = {r.label: r for r in regions}
+    written = {e.label for e in exercises if e.written}
     cells = []
     for ci, (cell, what) in enumerate(zip(nb.cells, plan)):
         if cell.cell_type == "code":
-            if what == "drop":
-                warn(f"cell {ci}: code cell inside a solution, without solution markers: left out")
+            if what == "drop":  # code that computes or shows a written answer
                 continue
             if what == "stub":
-                if not nbgrader:
-                    src = _src(cell)
-                    cell.source = stub_code(src) if markers(src) else "\n".join(STUB)
+                src = _src(cell)
+                cell.source = stub_code(src) if markers(src) else "\n".join(STUB)
                 nbg = dict(cell.metadata.get("nbgrader", {}))
                 nbg.pop("checksum", None)
                 cell.metadata = {k: v for k, v in
@@ -327,14 +315,13 @@ def student_notebook(nb, warn=print, nbgrader=False):
                         piece["id"] = f"{cell['id']}-{k}"
                     cells.append(piece)
                 if k < len(answers) and answers[k] in written:
-                    label = answers[k]
-                    cells.append(_answer_cell(regions_by_label[label], nbgrader, written[label]))
+                    cells.append(_answer_cell())
             continue
         elif cell.cell_type == "raw" and what == "drop":
             continue
         cell.metadata.pop("execution", None)
         cells.append(cell)
-    # Jupyter, Colab and nbgrader's feedback pages (nbconvert) render no MyST, and the
+    # Jupyter and Colab render no MyST, and the
     # jupyterlab-myst extension does not load in JupyterLab 4.6 (its 2.7.0 needs @jupyter/ydoc 3)
     for cell in cells:
         if cell.cell_type == "markdown":
@@ -423,16 +410,14 @@ def copy_quizzes(out_dir: Path, paths) -> list[Path]:
     return copied
 
 
-def build(src: Path, out_dir: Path, quiet=False, nbgrader=False) -> list[Path]:
-    """Write the student edition (or, with ``nbgrader``, nbgrader's source) of ``src``
-    (one notebook, or a folder of them) into ``out_dir``."""
+def build(src: Path, out_dir: Path, quiet=False) -> list[Path]:
+    """Write the student edition of ``src`` (one notebook, or a folder of them) into ``out_dir``."""
     paths = notebooks(src)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for path in paths:
         nb = nbformat.read(path, as_version=4)
-        msgs = []
-        student = student_notebook(nb, warn=msgs.append, nbgrader=nbgrader)
+        student = student_notebook(nb)
         target = out_dir / path.name
         nbformat.write(student, target)
         written.append(target)
@@ -440,7 +425,7 @@ def build(src: Path, out_dir: Path, quiet=False, nbgrader=False) -> list[Path]:
             exercises, _, _ = scan(nb)
             print(f"{path.name}: {len(exercises)} exercises, "
                   f"{sum(len(e.solution_cells) for e in exercises)} solution cells -> {target}")
-            for m in msgs + lint(nb):
+            for m in lint(nb):
                 print(f"  warning: {m}")
     quizzes = copy_quizzes(out_dir, paths)
     if quizzes and not quiet:
@@ -453,9 +438,6 @@ def main(argv=None):
     p.add_argument("src", type=Path, help="a chapter notebook, or a folder of them (chapters)")
     p.add_argument("out", type=Path, nargs="?", default=Path("student"), help="where the student edition goes")
     p.add_argument("--check", action="store_true", help="only report marking problems; exit 1 if any")
-    p.add_argument("--nbgrader", action="store_true",
-                   help="write nbgrader source notebooks instead (solution code kept between its markers, "
-                        "solution text removed): put them in source/<assignment>/ and run nbgrader generate_assignment")
     p.add_argument("--exercises", action="store_true", help="list each chapter's exercises")
     a = p.parse_args(argv)
     if a.check or a.exercises:
@@ -473,7 +455,7 @@ def main(argv=None):
                     meta = " ".join(l.strip() for l in e.text.split("\n") if "Difficulty" in l or "Time" in l)
                     print(f"  {e.label}: {e.title} [{kind}] {meta}")
         return 1 if (a.check and bad) else 0
-    build(a.src, a.out, nbgrader=a.nbgrader)
+    build(a.src, a.out)
     return 0
 
 

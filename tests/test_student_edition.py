@@ -3,7 +3,8 @@
 * the marking follows the convention (markers, nbgrader metadata, solution-start/-end pairs);
 * no solution text survives in the student edition's sources, outputs or metadata;
 * the student edition is the source notebook, cell for cell, up to the first exercise;
-* executed, every stub raises NotImplementedError (no other error), and with the reference
+* executed, every stub stops its exercise with "not answered yet" (attnlib.checks.NotAnswered,
+  a NotImplementedError; no other error), and with the reference
   solutions put back every checker passes, and typical wrong answers (None, NaN, wrong
   shape, transposed, unscaled, raising) get a failed CheckResult with a message, no traceback;
 * every check_* function in attnlib/checks/*.py survives odd input.
@@ -32,7 +33,8 @@ import nbformat
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "scripts"))
+sys.path[:0] = [str(ROOT / "scripts"), str(ROOT / "grading")]
+import assignment  # noqa: E402
 import student_edition as se  # noqa: E402
 
 CHAPTERS = sorted((ROOT / "chapters").glob("*.ipynb"))
@@ -131,7 +133,7 @@ def leaks(source_nb, student_nb, min_len=12):
 @pytest.fixture(scope="module", params=CHAPTERS, ids=IDS)
 def editions(request):
     nb = _read(request.param)
-    return request.param, nb, se.student_notebook(nb, warn=lambda m: None)
+    return request.param, nb, se.student_notebook(nb)
 
 
 def test_marking_follows_the_convention(editions):
@@ -224,8 +226,7 @@ def _synthetic():
 
 def test_script_on_synthetic_notebook():
     nb = _synthetic()
-    warnings = []
-    st = se.student_notebook(nb, warn=warnings.append)
+    st = se.student_notebook(nb)
     text = [_src(c) for c in st.cells]
     assert "def f(x):\n    # YOUR CODE HERE\n    raise NotImplementedError()" in text
     assert "check(f)" in text and "x = 1" in text
@@ -236,7 +237,6 @@ def test_script_on_synthetic_notebook():
     assert "Text after the solution stays." in blob and "After." in blob
     assert "Write f." in blob and "What happens?" in blob and "Design it." in blob
     assert sum("student-answer" in c.metadata.get("tags", []) for c in st.cells) == 3  # ex-b, ex-c, ex-d
-    assert len(warnings) == 1 and "left out" in warnings[0]
     assert se.lint(nb) == []  # unmarked code in a written answer's solution is fine (left out)
     nb.cells[10].source = "f = lambda x: 42 * x"  # but unmarked code that a checker needs is not
     nb.cells.insert(12, nbformat.v4.new_code_cell("check(f)", metadata={"nbgrader": {
@@ -437,7 +437,7 @@ def verdicts(steps, cells, solution_lines):
         if kind in ("setup", "dep"):
             problems += [f"{role} cell {ci}: {o.ename}: {o.evalue}" for ci, o in errors]
         elif kind == "student":
-            if errors and errors[0][1].ename != "NotImplementedError":
+            if errors and errors[0][1].ename not in ("NotImplementedError", "NotAnswered"):
                 ci, o = errors[0]
                 problems.append(f"{role}: the student edition raises {o.ename} (cell {ci}): {o.evalue}; "
                                 "expected NotImplementedError from the stub")
@@ -552,24 +552,14 @@ def test_checker_survives_odd_input(check):
 
 
 @pytest.mark.parametrize("check", _checkers())
-def test_checker_lets_not_implemented_through(check):
-    with pytest.raises(NotImplementedError):
+def test_checker_says_an_unanswered_stub_is_not_answered(check):
+    """A stub raises NotImplementedError; the checker turns it into one line, no traceback."""
+    from attnlib.checks import NotAnswered
+    with pytest.raises(NotAnswered) as info:
         _call(check, _not_implemented)
-
-
-def test_nbgrader_source_mode():
-    """--nbgrader keeps the solution code between its markers (nbgrader stubs it) but removes the
-    solution text, which nbgrader would otherwise release; written answers become graded answer cells."""
-    nb = _synthetic()
-    src = se.student_notebook(nb, warn=lambda m: None, nbgrader=True)
-    blob = "\n".join(_strings(src))
-    assert "### BEGIN SOLUTION\n    secret_value = x * 42" in blob
-    assert "forty-two" not in blob and "secret printed output" not in blob  # explanation and outputs gone
-    answers = [c for c in src.cells if c.cell_type == "markdown" and c.metadata.get("nbgrader", {}).get("solution")]
-    assert [c.metadata["nbgrader"]["grade_id"] for c in answers] == ["ex-b-answer", "ex-c-answer", "ex-d-answer"]
-    assert all(c.metadata["nbgrader"]["grade"] and c.metadata["nbgrader"]["points"] for c in answers)
-    assert "explodes" in answers[0].source  # the reference answer, which nbgrader replaces by YOUR ANSWER HERE
-    assert all("checksum" not in c.metadata.get("nbgrader", {}) for c in src.cells)
+    lines = info.value._render_traceback_()
+    assert len(lines) == 1 and "not answered yet" in lines[0]
+    assert isinstance(info.value, NotImplementedError)
 
 
 # --------------------------------------------------------------------------------------
@@ -671,10 +661,16 @@ def test_plain_markdown_rewrites_directives_and_roles():
     assert "```python" in se.plain_markdown(plain)
 
 
+def _edition(path, nbgrader):
+    """The student edition of a chapter, or (``nbgrader``) the nbgrader source of its assignment."""
+    nb = _read(path)
+    return assignment.assignment_notebook(nb, path.stem) if nbgrader else se.student_notebook(nb)
+
+
 @pytest.mark.parametrize("nbgrader", [False, True], ids=["student", "nbgrader"])
 @pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
 def test_no_myst_markup_left_outside_the_book(path, nbgrader):
-    source = se.student_notebook(_read(path), warn=lambda m: None, nbgrader=nbgrader)
+    source = _edition(path, nbgrader)
     left = [c.source[:120] for c in source.cells if c.cell_type == "markdown"
             and re.search(r"^\s*(`{3,}|:{3,})\{|\{[\w:-]+\}`", c.source, flags=re.M)]
     assert not left, left
@@ -693,7 +689,7 @@ def test_each_answer_cell_sits_under_its_exercise(path, nbgrader):
     exercise or section (it once landed after "Summary" and "Further reading")."""
     nb = _read(path)
     exercises = se.scan(nb)[0]
-    student = se.student_notebook(nb, warn=lambda m: None, nbgrader=nbgrader)
+    student = _edition(path, nbgrader)
     cells = [c for c in student.cells if c.cell_type == "markdown"]
     for e in exercises:
         if not e.written:
@@ -708,22 +704,27 @@ def test_each_answer_cell_sits_under_its_exercise(path, nbgrader):
 
 
 def test_marks_agree_between_notebooks_grader_and_guide():
-    """What nbgrader awards (checker cells' points, written answers by difficulty) is what the
-    teacher's guide suggests, exercise by exercise."""
+    """What nbgrader awards (the graded cells that replace a checker cell, written answers by
+    difficulty) is what the teacher's guide suggests, exercise by exercise, and what the
+    chapter's checker cells say."""
     guide = (ROOT / "teachers.md").read_text()
     suggested = {m.group(1): int(m.group(2)) for m in re.finditer(
         r"^\| `(ex-[\w-]+)`.*\|\s*(\d+)\s*\|\s*$", guide, flags=re.M)}
     wrong = []
     for p in CHAPTERS:
         nb = _read(p)
-        source = se.student_notebook(nb, warn=lambda m: None, nbgrader=True)
-        answer_points = {c.metadata["nbgrader"]["grade_id"]: c.metadata["nbgrader"]["points"]
-                         for c in source.cells if c.cell_type == "markdown" and "nbgrader" in c.metadata}
+        source = assignment.assignment_notebook(nb, p.stem)
+        points = {c.metadata["nbgrader"]["grade_id"]: c.metadata["nbgrader"]["points"]
+                  for c in source.cells if c.metadata.get("nbgrader", {}).get("grade")}
         for e in se.scan(nb)[0]:
-            checker = sum(nb.cells[c].metadata.get("nbgrader", {}).get("points", 0) for c in e.checker_cells)
-            graded = checker + answer_points.get(f"{e.label}-answer", 0)
-            if graded != suggested.get(e.label):
-                wrong.append(f"{p.name} {e.label}: nbgrader gives {graded}, the guide {suggested.get(e.label)}")
+            ids = [nb.cells[c].metadata["nbgrader"]["grade_id"] for c in e.checker_cells]
+            chapter = sum(nb.cells[c].metadata.get("nbgrader", {}).get("points", 0) for c in e.checker_cells)
+            checked = sum(v for k, v in points.items() if any(k == i or k.startswith(i + "-") for i in ids)
+                          and not k.endswith("-answer"))
+            graded = checked + points.get(f"{e.label}-answer", 0)
+            if graded != suggested.get(e.label) or checked != chapter:
+                wrong.append(f"{p.name} {e.label}: nbgrader gives {graded} ({checked} automatically, the "
+                             f"chapter's checker cells {chapter}), the guide {suggested.get(e.label)}")
     assert suggested, "no marks table in teachers.md"
     assert not wrong, "\n".join(wrong)
 
