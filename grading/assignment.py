@@ -54,7 +54,7 @@ import student_edition as se  # noqa: E402
 
 #: Names a kernel provides without an import.
 KERNEL_NAMES = set(dir(builtins)) | {"display", "get_ipython", "In", "Out", "exit", "quit"}
-#: Imports of the setup cell kept even when no exercise's code names them (an answer may).
+#: Modules whose ``import`` the setup cell keeps even when no exercise's code names them (an answer may).
 BASIC_MODULES = ("torch", "numpy", "math")
 
 CHECK_HEADER = "# Check your answer. When your notebook is graded, hidden tests in this cell give the marks."
@@ -120,41 +120,34 @@ def setup_source(nb, first: int, needed: set) -> str:
         except SyntaxError:
             continue
         statements += [(ci, node) for node in tree.body]
-    for _, node in statements:  # the chapter's basic imports: an answer may use them
-        if isinstance(node, (ast.Import, ast.ImportFrom)):
-            module = node.module if isinstance(node, ast.ImportFrom) else node.names[0].name
-            if (module or "").split(".")[0] in BASIC_MODULES:
-                needed |= _statement_names(node)
+    for _, node in statements:  # the chapter's basic imports (import torch, numpy as np): an answer may use them
+        if isinstance(node, ast.Import):
+            needed |= {(a.asname or a.name).split(".")[0] for a in node.names
+                       if a.name.split(".")[0] in BASIC_MODULES}
     binds = [_statement_names(node) for _, node in statements]
-    keep: dict[int, set] = {}
-    todo = sorted(needed - KERNEL_NAMES)
-    done = set()
-    while todo:
-        name = todo.pop()
-        if name in done:
-            continue
-        done.add(name)
-        for k in range(len(statements) - 1, -1, -1):  # the last binding before the exercises
-            if name in binds[k]:
-                keep.setdefault(k, set()).add(name)
-                if not isinstance(statements[k][1], (ast.Import, ast.ImportFrom)):
-                    todo += sorted(names_used_and_bound(ast.unparse(statements[k][1]))[0] - KERNEL_NAMES)
-                break
+
+    def slice_for(names):
+        keep: dict[int, set] = {}
+        todo, done = sorted(set(names) - KERNEL_NAMES), set()
+        while todo:
+            name = todo.pop()
+            if name in done:
+                continue
+            done.add(name)
+            for k in range(len(statements) - 1, -1, -1):  # the last binding before the exercises
+                if name in binds[k]:
+                    keep.setdefault(k, set()).add(name)
+                    if not isinstance(statements[k][1], (ast.Import, ast.ImportFrom)):
+                        todo += sorted(names_used_and_bound(ast.unparse(statements[k][1]))[0] - KERNEL_NAMES)
+                    break
+        return keep
+
+    keep = slice_for(needed)
     lines = [ast.unparse(_only(statements[k][1], keep[k])) for k in sorted(keep)]
     return "\n".join(["# What the exercises below use from the chapter."] + lines)
 
 
 # ------------------------------------------------------------------------------ checker calls
-def checker_calls(source: str) -> list[tuple[str, str]]:
-    """``[(checker, function name)]`` for every ``check_x(my_function, ...)`` in a checker cell."""
-    calls = []
-    for node in ast.walk(ast.parse(_python(source))):
-        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id.startswith("check_")
-                and node.args and isinstance(node.args[0], ast.Name)):
-            calls.append((node.lineno, node.col_offset, node.func.id, node.args[0].id))
-    return [(c, f) for _, _, c, f in sorted(calls)]
-
-
 def checker_modules(nb) -> dict[str, str]:
     """``{checker name: module}`` from the imports of the chapter's code cells."""
     modules = {}
@@ -193,12 +186,12 @@ def _meta(grade_id, *, grade=False, solution=False, locked=False, points=None):
     return {"nbgrader": nbg}
 
 
-def graded_cells(label: str, checker_cell, modules: dict, seed: int = 0) -> list:
+def graded_cells(exercise, checker_cell, modules: dict, seed: int = 0) -> list:
     """The graded cells that replace a chapter's checker cell: one per checked function when
     its marks divide evenly, else one that needs every function right."""
-    nbg = checker_cell.metadata.get("nbgrader", {})
-    gid, points = nbg["grade_id"], nbg.get("points", 1)
-    calls = checker_calls(_src(checker_cell))
+    label = exercise.label
+    gid, points = se.checker_grade(exercise, checker_cell)
+    calls = se.checker_calls(_src(checker_cell))
     if not calls:
         raise ValueError(f"{label}: its checker cell ({gid}) calls no check_* function on an answer")
     missing = [c for c, _ in calls if c not in modules]
@@ -266,17 +259,17 @@ def assignment_notebook(nb, stem: str, seed: int = 0):
                        metadata={"id_hint": f"{e.label}-statement"}))
         if e.written:
             body.append(answer_cell(regions[e.label], e.label, se.marks(e)))
-        for c in e.solution_cells:
+        for k, c in enumerate(e.solution_cells):
             cell = nb.cells[c]
-            nbg = dict(cell.metadata.get("nbgrader", {}))
-            nbg.pop("checksum", None)
-            body.append(code(_src(cell), metadata={"nbgrader": nbg}))
+            grade_id = cell.metadata.get("nbgrader", {}).get("grade_id") or e.label + (f"-{k + 1}" if k else "")
+            body.append(code(_src(cell), metadata=_meta(grade_id, solution=True)))
         for c in e.checker_cells:
-            body += graded_cells(e.label, nb.cells[c], modules, seed)
+            body += graded_cells(e, nb.cells[c], modules, seed)
         for c in e.solution_cells:
             u, b = names_used_and_bound(_src(nb.cells[c]))
             used |= u
             bound |= b
+
     first = min(e.cell for e in exercises)
     setup = code(setup_source(nb, first, used - bound), metadata=_meta("setup", locked=True))
     cells = [md(header(nb, stem)), setup] + body

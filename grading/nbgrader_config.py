@@ -10,6 +10,7 @@ import os
 from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor
 from nbgrader.preprocessors import (CheckCellMetadata, ClearHiddenTests, ClearOutput, DeduplicateIds, GetGrades,
                                     OverwriteCells, OverwriteKernelspec)
+from traitlets import List
 
 c = get_config()  # noqa: F821  (nbgrader provides it)
 
@@ -63,6 +64,16 @@ c.Autograde.sanitize_preprocessors = [ClearOutput, DeduplicateIds, OverwriteKern
 # What a student finds where the solution code was.
 c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
 
+
+
+class ClearHiddenTestsFromFeedback(ClearHiddenTests):
+    """ClearHiddenTests on the feedback pages. nbconvert's HTML exporter sets display_data_priority
+    for every preprocessor, which ClearHiddenTests does not declare configurable (GetGrades
+    does): declared here, so that generate_feedback prints no warning about it."""
+
+    display_data_priority = List().tag(config=True)
+
+
 # The feedback pages show each graded cell's verdict, not its hidden tests (which carry the
 # reference outputs, and may serve again next year).
-c.GenerateFeedback.preprocessors = [GetGrades, ClearHiddenTests, CSSHTMLHeaderPreprocessor]
+c.GenerateFeedback.preprocessors = [GetGrades, ClearHiddenTestsFromFeedback, CSSHTMLHeaderPreprocessor]

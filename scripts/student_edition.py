@@ -97,12 +97,18 @@ def plain_markdown(text: str) -> str:
     roles become text (``{cite}`key``` -> ``[key]``). Plain code fences are left alone.
     """
     lines, out, i = text.split("\n"), [], 0
+    prose = []  # lines of text outside directives: their roles may span a line break
+
+    def flush():
+        out.extend(_roles("\n".join(prose)).split("\n") if prose else [])
+        prose.clear()
     while i < len(lines):
         m = _OPEN.match(lines[i])
         if not m:
-            out.append(_ROLE.sub(_role, lines[i]))
+            prose.append(lines[i])
             i += 1
             continue
+        flush()
         end = _closing(lines, i, m.group("fence"))
         body = lines[i + 1:end]
         while body and _OPTION.match(body[0]):
@@ -119,7 +125,26 @@ def plain_markdown(text: str) -> str:
             head = f"**{title or name.capitalize()}**"
             out += ["> " + head, ">"] + [("> " + l) if l.strip() else ">" for l in inner.split("\n")]
         i = end + 1
+    flush()
     return "\n".join(out)
+
+
+def _roles(text: str) -> str:
+    """Roles rewritten as text everywhere in ``text`` but in plain code fences."""
+    parts, chunk, fence = [], [], None
+    for line in text.split("\n"):
+        opening = re.match(r"^\s*(`{3,}|~{3,})", line)
+        if fence is None and opening:
+            parts.append(_ROLE.sub(_role, "\n".join(chunk)) if chunk else None)
+            chunk, fence = [line], opening.group(1)
+        elif fence is not None and line.strip().startswith(fence) and not line.strip().strip(fence[0]):
+            parts.append("\n".join(chunk + [line]))
+            chunk, fence = [], None
+        else:
+            chunk.append(line)
+    if chunk:
+        parts.append("\n".join(chunk) if fence is not None else _ROLE.sub(_role, "\n".join(chunk)))
+    return "\n".join(p for p in parts if p is not None)
 
 
 @dataclass
@@ -180,8 +205,38 @@ def is_solution_code(cell) -> bool:
                                          or cell.metadata.get("nbgrader", {}).get("solution", False))
 
 
+def checker_calls(source: str) -> list[tuple[str, str]]:
+    """``[(checker, function name)]`` for every ``check_x(my_function, ...)`` call in a cell, in order."""
+    import ast
+
+    from IPython.core.inputtransformer2 import TransformerManager
+    try:
+        tree = ast.parse(TransformerManager().transform_cell(source))
+    except SyntaxError:
+        return []
+    calls = [(n.lineno, n.col_offset, n.func.id, n.args[0].id) for n in ast.walk(tree)
+             if isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id.startswith("check_")
+             and n.args and isinstance(n.args[0], ast.Name)]
+    return [(c, f) for _, _, c, f in sorted(calls)]
+
+
 def is_checker(cell) -> bool:
-    return cell.cell_type == "code" and bool(cell.metadata.get("nbgrader", {}).get("grade", False))
+    """A checker cell: nbgrader's grade metadata says so, or it calls a ``check_*`` function on an answer."""
+    if cell.cell_type != "code" or is_solution_code(cell):
+        return False
+    return bool(cell.metadata.get("nbgrader", {}).get("grade", False)) or bool(checker_calls(_src(cell)))
+
+
+def checker_grade(exercise, cell) -> tuple[str, int]:
+    """A checker cell's (grade_id, points): from its nbgrader metadata, or else by the convention
+    of every chapter (``check-`` and the label; the exercise's marks, plus one per extra
+    function it checks), so that a chapter whose cells lost their metadata is still graded."""
+    nbg = cell.metadata.get("nbgrader", {})
+    grade_id = nbg.get("grade_id") or "check-" + exercise.label.removeprefix("ex-")
+    points = nbg.get("points")
+    if points is None:
+        points = marks(exercise) + max(0, len(checker_calls(_src(cell))) - 1)
+    return grade_id, points
 
 
 def scan(nb):
@@ -201,7 +256,7 @@ def scan(nb):
                     plan.append("stub" if is_solution_code(cell) else "drop")
                 else:
                     plan.append("stub" if is_solution_code(cell) else "keep")
-                if is_checker(cell) and exercises:
+                if is_checker(cell) and exercises and plan[-1] != "drop":
                     exercises[-1].checker_cells.append(ci)
                 if plan[-1] == "stub" and exercises:
                     exercises[-1].solution_cells.append(ci)
@@ -368,8 +423,8 @@ def lint(nb) -> list[str]:
             problems.append(f"cell {ci}: {err}")
             continue
         in_region = any(r.start[0] < ci and (r.end is None or ci < r.end[0]) for r in regions)
-        if has_markers and not (nbg and nbg.get("solution")):
-            problems.append(f"cell {ci}: solution markers but no nbgrader metadata with solution: true")
+        if has_markers and nbg and not nbg.get("solution"):
+            problems.append(f"cell {ci}: solution markers, but nbgrader metadata with solution: false")
         if has_markers and not in_region:
             problems.append(f"cell {ci}: solution code outside any {{solution-start}}/{{solution-end}}")
         if nbg:

@@ -19,6 +19,7 @@ Set ``STUDENT_FULL=1`` to run every chapter's student edition from the top inste
 from __future__ import annotations
 
 import builtins
+import copy
 import importlib
 import inspect
 import json
@@ -222,6 +223,24 @@ def _synthetic():
     nb = nbformat.v4.new_notebook(cells=cells)
     nb.metadata["widgets"] = {"state": "secret widget state"}
     return nb
+
+
+def test_a_chapter_that_lost_its_nbgrader_metadata_is_read_the_same():
+    """The markers, the labels and the checker calls carry the marking: a chapter whose cells
+    lost their nbgrader metadata (an editor that drops it) gives the same exercises, checker
+    cells, grade ids and points."""
+    for path in CHAPTERS:
+        nb = _read(path)
+        bare = copy.deepcopy(nb)
+        for cell in bare.cells:
+            cell.metadata.pop("nbgrader", None)
+        ex, bare_ex = se.scan(nb)[0], se.scan(bare)[0]
+        assert [(e.label, e.solution_cells, e.checker_cells, e.written) for e in ex] == \
+            [(e.label, e.solution_cells, e.checker_cells, e.written) for e in bare_ex], path.name
+        for e, b in zip(ex, bare_ex):
+            for c in e.checker_cells:
+                assert se.checker_grade(e, nb.cells[c]) == se.checker_grade(b, bare.cells[c]), (path.name, e.label)
+        assert se.lint(bare) == [], path.name
 
 
 def test_script_on_synthetic_notebook():
@@ -706,7 +725,7 @@ def test_each_answer_cell_sits_under_its_exercise(path, nbgrader):
 def test_marks_agree_between_notebooks_grader_and_guide():
     """What nbgrader awards (the graded cells that replace a checker cell, written answers by
     difficulty) is what the teacher's guide suggests, exercise by exercise, and what the
-    chapter's checker cells say."""
+    chapter's checker cells say (their nbgrader points, or the convention's)."""
     guide = (ROOT / "teachers.md").read_text()
     suggested = {m.group(1): int(m.group(2)) for m in re.finditer(
         r"^\| `(ex-[\w-]+)`.*\|\s*(\d+)\s*\|\s*$", guide, flags=re.M)}
@@ -717,8 +736,8 @@ def test_marks_agree_between_notebooks_grader_and_guide():
         points = {c.metadata["nbgrader"]["grade_id"]: c.metadata["nbgrader"]["points"]
                   for c in source.cells if c.metadata.get("nbgrader", {}).get("grade")}
         for e in se.scan(nb)[0]:
-            ids = [nb.cells[c].metadata["nbgrader"]["grade_id"] for c in e.checker_cells]
-            chapter = sum(nb.cells[c].metadata.get("nbgrader", {}).get("points", 0) for c in e.checker_cells)
+            ids = [se.checker_grade(e, nb.cells[c])[0] for c in e.checker_cells]
+            chapter = sum(se.checker_grade(e, nb.cells[c])[1] for c in e.checker_cells)
             checked = sum(v for k, v in points.items() if any(k == i or k.startswith(i + "-") for i in ids)
                           and not k.endswith("-answer"))
             graded = checked + points.get(f"{e.label}-answer", 0)
