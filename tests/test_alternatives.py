@@ -143,3 +143,55 @@ def test_steps_to_reach_interpolates_and_marks_seeds_that_never_reach():
     assert steps_to_reach(step, curves, 0.9, never=120)[2] == 120
     with pytest.raises(ValueError):
         steps_to_reach(step, [[0.1, 0.2]], 0.9)
+
+
+# ------------------------------------------- reading chapter 4's stored experiments (attnlib.experiments)
+def _capacity_stored():
+    """A hand-made stored `capacity` run: linear d_k=16 in two seed halves, d_k=32 and softmax in one unit."""
+    def unit(seeds, steps, every, level):
+        eval_step = list(range(every, steps + 1, every))
+        curve = [[level(seed, t) for t in eval_step] for seed in seeds]
+        return {"seeds": seeds, "steps": steps, "lr": 0.01, "eval_step": eval_step, "eval": curve,
+                "accuracy": [sum(c[-5:]) / 5 for c in curve],
+                "_train": [{"seeds": seeds, "step": [steps], "loss": [[1.0] for _ in seeds]}]}
+    slow = lambda seed, t: 0.5 + 0.1 * t / 800 + 0.001 * seed  # noqa: E731 (still rising: +0.1 over the run)
+    flat = lambda seed, t: 0.9 + 0.001 * seed  # noqa: E731
+    arms = [{"normaliser": "linear", "d_k": 16, "seeds": 4, "steps": 800, "eval_every": 80, "split": True},
+            {"normaliser": "linear", "d_k": 32, "seeds": 2, "steps": 400, "eval_every": 40, "split": False},
+            {"normaliser": "softmax", "d_k": 16, "seeds": 2, "steps": 200, "eval_every": 20, "split": False}]
+    units = {"linear d_k=16 seeds a": unit([0, 1], 800, 80, slow), "linear d_k=16 seeds b": unit([2, 3], 800, 80, slow),
+             "linear d_k=32": unit([0, 1], 400, 40, flat), "softmax d_k=16": unit([0, 1], 200, 20, flat)}
+    return {"experiment": "04_softmax_alternatives/capacity", "units": units,
+            "settings": {"arms": arms, "compare_at": 400, "num_pairs": 12}}
+
+
+def test_score_at_reads_a_shorter_run_off_a_longer_one():
+    from attnlib.experiments.softmax_alternatives import score_at
+    step = [100, 200, 300, 400, 500, 600, 700, 800]
+    curve = [[1, 2, 3, 4, 5, 6, 7, 8]]
+    assert score_at(step, curve, 800).tolist() == [6.0]  # the last 5 evaluations
+    assert score_at(step, curve, 500).tolist() == [3.0]  # those up to step 500
+    assert score_at(step, curve, 550).tolist() == [3.0]  # a step between evaluations: the ones before it
+    with pytest.raises(ValueError):
+        score_at(step, curve, 400)  # only 4 evaluations so far
+
+
+def test_capacity_readers_join_seed_halves_and_compare_at_one_budget():
+    from attnlib.experiments import softmax_alternatives as xp
+    stored = _capacity_stored()
+    arm = xp.capacity_arm(stored, "linear", 16)
+    assert arm["seeds"] == [0, 1, 2, 3] and arm["eval"].shape == (4, 10)
+    rows = {(r["config"], r["seed"]): r for r in xp.capacity_rows(stored)}
+    assert "accuracy at compare" not in rows["softmax d_k=16", 0]  # 200 steps < compare_at
+    at_400 = 0.5 + 0.1 * 240 / 800  # the mean of the evaluations at 80..400 steps, seed 0
+    assert rows["linear d_k=16", 0]["accuracy at compare"] == pytest.approx(at_400)
+    assert rows["linear d_k=16", 0]["accuracy at half"] == pytest.approx(at_400)  # half of 800 steps
+    gains = {(r["config"], r["seed"]): r["gain"] for r in xp.doubling_rows(stored, 16)}
+    assert gains["twice the steps", 3] == pytest.approx(0.1 * 400 / 800)  # 400 -> 800 steps: the curve's rise
+    assert gains["twice d_k", 1] == pytest.approx(0.9 - at_400)
+    assert ("twice d_k", 3) not in gains  # d_k = 32 was trained on seeds 0 and 1 only
+    histories = xp.histories(stored)
+    assert list(histories) == ["linear d_k=16", "linear d_k=32", "softmax d_k=16"]
+    assert histories["linear d_k=16"].eval.shape == (4, 10) and histories["linear d_k=16"].loss.shape == (4, 1)
+    with pytest.raises(KeyError):
+        xp.capacity_arm(stored, "linear", 64)
