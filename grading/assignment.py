@@ -353,10 +353,12 @@ def main(argv=None):
     score, top, wall, cpu = self_test(a.course, stem)
     if score != top:
         raise SystemExit(f"{stem}: the reference solutions got {score:g} of {top:g} automatic marks")
+    busy = f" on this machine as busy as it is now ({max(1, round(100 * cpu / 60))} on a free core)" \
+        if wall > 1.3 * cpu else ""
     print(f"Self-test: the reference solutions get {score:g} of {top:g} automatic marks. Autograding took "
           f"{wall:.1f} s per submission here ({cpu:.1f} s of CPU), so a class of 100 takes about "
-          f"{max(1, round(100 * wall / 60))} minutes: nbgrader autograde grades one submission after "
-          "another, on one core.")
+          f"{max(1, round(100 * wall / 60))} minutes{busy}: nbgrader autograde grades one submission "
+          "after another, on one core.")
     return 0
 
 

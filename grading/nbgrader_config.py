@@ -6,10 +6,12 @@ autograded/, feedback/, gradebook.db, grades.csv) is git-ignored.
 """
 import copy
 import os
+import warnings
 
 from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor
 from nbgrader.preprocessors import (CheckCellMetadata, ClearHiddenTests, ClearOutput, DeduplicateIds, GetGrades,
                                     OverwriteCells, OverwriteKernelspec)
+from sqlalchemy.exc import SAWarning
 from traitlets import List
 
 c = get_config()  # noqa: F821  (nbgrader provides it)
@@ -60,6 +62,11 @@ class OverwriteCellsQuietly(OverwriteCells):
 
 c.Autograde.sanitize_preprocessors = [ClearOutput, DeduplicateIds, OverwriteKernelspec, OverwriteCellsQuietly,
                                       CheckCellMetadata]
+
+# nbgrader 0.9 builds each new submission's rows before it adds them to the database session,
+# which SQLAlchemy 2 reports once per submission ("Object of type <SubmittedAssignment> not in
+# session, add operation ... will not proceed"); the rows are added all the same.
+warnings.filterwarnings("ignore", message=r"Object of type <Submitted\w+> not in session", category=SAWarning)
 
 # What a student finds where the solution code was.
 c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
