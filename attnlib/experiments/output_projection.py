@@ -1,2 +1,185 @@
-"""Chapter's full-scale experiments (to come)."""
-EXPERIMENTS = []
+"""Chapter 3's experiments: does a block need its output projection W_O (and its value map W_V)?
+
+``identity``  the bigram lookup of chapters 1 and 3 (each position must fetch the previous token,
+              then look the pair up in a fixed random table). Three arms: the standard block,
+              ``W_O = I`` and ``W_V = W_O = I`` (the identities scaled to the gains a fresh
+              ``W_O`` and ``W_V`` give, :func:`attnlib.circuits.w_o_init_gain`). They are trained on
+              a ladder of four models that changes one thing at a time: the chapter's model
+              (1 block, 2 heads of width 8, a table of 8 tokens), a table of 16 tokens, 4 narrower
+              heads (width 4), then 2 blocks. Each arm of each model gets its own learning rate, the
+              fastest on validation sequences in runs of half the length on seeds of their own; then
+              fresh seeds at that rate, read at their plateau.
+"""
+from functools import lru_cache
+
+import numpy as np
+
+from ..circuits import ScaledAttention, w_o_init_gain
+from ..evidence import better, converged, equivalent, reached
+from ..models import TokenClassifier
+from ..probes import bigram_lookup, bigram_table
+from ..training import accuracy
+from . import Experiment
+
+ARMS = ["standard", "W_O = I", "W_V = W_O = I"]
+MARGIN = 0.02  # two points of held-out accuracy: the smallest difference that matters here
+TOLERANCE = 0.005  # plateau: held-out error fell by at most this over the last quarter of training
+LAST = 5  # an arm's end point: the mean of its last 5 held-out readings
+
+# The ladder: one change at a time. steps: the length of every run of that model.
+MODELS = [
+    {"name": "1 block, 2 heads of 8, 8 tokens", "vocab": 8, "layers": 1, "heads": 2, "steps": 1000},
+    {"name": "1 block, 2 heads of 8, 16 tokens", "vocab": 16, "layers": 1, "heads": 2, "steps": 2500},
+    {"name": "1 block, 4 heads of 4, 16 tokens", "vocab": 16, "layers": 1, "heads": 4, "steps": 2500},
+    {"name": "2 blocks, 4 heads of 4, 16 tokens", "vocab": 16, "layers": 2, "heads": 4, "steps": 2500},
+]
+
+IDENTITY = {
+    "fast": {"seeds": 8, "lrs": [1e-2], "tune_seeds": 0, "tune_length": 0.5, "models": MODELS[:1], "d_model": 16,
+             "length": 8, "train_size": 4000, "val_size": 500, "test_size": 500, "batch_size": 32, "evals": 25},
+    "full": {"seeds": 24, "lrs": [3e-3, 1e-2, 3e-2], "tune_seeds": 2, "tune_length": 0.5, "models": MODELS,
+             "d_model": 16, "length": 8, "train_size": 4000, "val_size": 500, "test_size": 500, "batch_size": 32,
+             "evals": 25},
+}
+
+
+def build(arm: str, model: dict, d_model: int, length: int) -> TokenClassifier:
+    """One token classifier of the ladder (pre-LN blocks, an MLP of width 4 d_model) with ``arm``'s attention.
+
+    ``W_O = I``: every head writes its d_v values into its own d_v coordinates of the stream, times the
+    gain a fresh ``W_O`` has (about 1/sqrt 3), a fixed number. ``W_V = W_O = I``: the values are the
+    stream itself (V = X), times the gains of a fresh ``W_V`` and ``W_O`` together.
+    """
+    if arm not in ARMS:
+        raise ValueError(f"arm must be one of {ARMS}, got {arm!r}")
+    net = TokenClassifier(2, d_model, num_heads=model["heads"], num_layers=model["layers"], vocab_size=model["vocab"],
+                          max_len=length, use_W_O=arm == "standard", use_W_V=arm != "W_V = W_O = I")
+    gain = _gain(d_model, model["heads"])
+    for block in net.encoder.blocks:
+        if arm == "W_O = I":
+            block.attn = ScaledAttention(block.attn, gain)
+        elif arm == "W_V = W_O = I":  # a fresh W_V (Xavier, like torch's in-projection) scales by about 1/sqrt 2
+            block.attn = ScaledAttention(block.attn, gain / 2 ** 0.5)
+    return net
+
+
+@lru_cache(maxsize=None)
+def _gain(d_model: int, num_heads: int) -> float:
+    return w_o_init_gain(d_model, num_heads)
+
+
+def lookup_data(model: dict, s: dict, base: int):
+    """The model's table (from the base seed) and its training, validation and test sequences."""
+    table = bigram_table(model["vocab"], seed=base + 5)
+    n = s["length"]
+    return {"train": bigram_lookup(s["train_size"], n, table, seed=base + 3000),
+            "val": bigram_lookup(s["val_size"], n, table, seed=base + 5000),
+            "test": bigram_lookup(s["test_size"], n, table, seed=base + 4000)}
+
+
+def run_identity(ctx, s):
+    """Tune each arm's rate per model on validation sequences (full scale), then train fresh seeds."""
+    seeds = ctx.seeds(s["seeds"])
+    tune_seeds = ctx.seeds(s["tune_seeds"], offset=10_000) if len(s["lrs"]) > 1 else []
+    total = sum(m["steps"] for m in s["models"]) * len(ARMS)
+    ctx.expect(total * (len(tune_seeds) * len(s["lrs"]) * s["tune_length"] + len(seeds)))
+    data = {m["name"]: lookup_data(m, s, ctx.base_seed) for m in s["models"]}
+
+    def fit(model, arm, lr, seeds_, held_out, length=1.0):
+        def unit():
+            steps = int(model["steps"] * length)
+            X, y = held_out
+            _, h = ctx.train(lambda: build(arm, model, s["d_model"], s["length"]), data[model["name"]]["train"],
+                             seeds=seeds_, steps=steps, lr=lr, batch_size=s["batch_size"], warmup_steps=steps // 20,
+                             schedule="constant", eval_every=steps // s["evals"],
+                             evaluate=lambda net: accuracy(net, X, y))
+            return {"seeds": seeds_, "lr": lr, "eval_step": h.eval_step, "eval": h.eval,
+                    "accuracy": h.eval[:, -LAST:].mean(1), "speed": h.eval.mean(1)}
+        return unit
+
+    chosen = {(m["name"], arm): s["lrs"][0] for m in s["models"] for arm in ARMS}
+    if tune_seeds:
+        tuned = ctx.map({f"tune {m['name']} | {arm} | lr={lr:g}":
+                         fit(m, arm, lr, tune_seeds, data[m["name"]]["val"], s["tune_length"])
+                         for m in s["models"] for arm in ARMS for lr in s["lrs"]})
+        for m in s["models"]:
+            for arm in ARMS:
+                score = {lr: np.mean(tuned[f"tune {m['name']} | {arm} | lr={lr:g}"]["speed"]) for lr in s["lrs"]}
+                chosen[m["name"], arm] = max(s["lrs"], key=lambda lr: score[lr])  # the fastest on validation
+    ctx.map({f"{m['name']} | {arm}": fit(m, arm, chosen[m["name"], arm], seeds, data[m["name"]]["test"])
+             for m in s["models"] for arm in ARMS})
+
+
+# --------------------------------------------------------------- reading a stored run
+def model_names(stored) -> list:
+    """The models of the ladder, in order."""
+    return [m["name"] for m in stored["settings"]["models"]]
+
+
+def unit(stored, model: str, arm: str) -> dict:
+    """The final runs of ``arm`` on ``model``."""
+    return stored["units"][f"{model} | {arm}"]
+
+
+def rows(stored, model: str, value: str = "accuracy") -> list:
+    """Per-seed rows ``{"config": arm, "seed", value}`` of one model's final runs, for :mod:`attnlib.evidence`."""
+    return [{"config": arm, "seed": seed, value: v}
+            for arm in ARMS for seed, v in zip(unit(stored, model, arm)["seeds"], unit(stored, model, arm)[value])]
+
+
+def chosen_rates(stored) -> dict:
+    """``{(model, arm): learning rate}`` of the final runs."""
+    return {(m, arm): unit(stored, m, arm)["lr"] for m in model_names(stored) for arm in ARMS}
+
+
+def plateau(stored, model: str, arm: str):
+    """Verdict: the arm's held-out error fell by at most TOLERANCE over its last quarter, on >= 75 % of seeds."""
+    return converged(1 - np.array(unit(stored, model, arm)["eval"]), window=0.25, rtol=0, atol=TOLERANCE,
+                     min_share=0.75, name=f"{model}, {arm}: held-out error")
+
+
+def verdicts_for(stored, model: str) -> dict:
+    """Every verdict on one model of the ladder, by name (the check asserts a subset, see :func:`check_identity`)."""
+    acc, speed = rows(stored, model, "accuracy"), rows(stored, model, "speed")
+    out = {f"plateau {arm}": plateau(stored, model, arm) for arm in ARMS}
+    out["standard solves it"] = reached(unit(stored, model, "standard")["accuracy"], 0.99, min_share=0.75,
+                                        name=f"{model}, standard: end point")
+    for arm in ARMS[1:]:
+        out[f"end: {arm} ~ standard"] = equivalent(acc, "accuracy", "standard", arm, margin=MARGIN)
+        out[f"end: standard > {arm}"] = better(acc, "accuracy", "standard", arm)
+        out[f"speed: {arm} ~ standard"] = equivalent(speed, "speed", "standard", arm, margin=MARGIN)
+        out[f"speed: standard > {arm}"] = better(speed, "speed", "standard", arm)
+    for v in out.values():
+        v.claim = f"{model}: {v.claim}" if not v.claim.startswith(model) else v.claim
+    return out
+
+
+#: the chapter's conclusions, per model of the ladder (names of :func:`verdicts_for`)
+CLAIMS = {
+    "1 block, 2 heads of 8, 8 tokens": ["end: W_O = I ~ standard", "speed: W_O = I ~ standard",
+                                        "end: W_V = W_O = I ~ standard", "speed: standard > W_V = W_O = I"],
+    "1 block, 2 heads of 8, 16 tokens": ["end: W_O = I ~ standard", "speed: W_O = I ~ standard",
+                                         "speed: standard > W_V = W_O = I"],
+    "1 block, 4 heads of 4, 16 tokens": ["end: W_O = I ~ standard", "speed: W_O = I ~ standard",
+                                         "speed: standard > W_V = W_O = I"],
+    "2 blocks, 4 heads of 4, 16 tokens": ["end: W_O = I ~ standard", "speed: W_O = I ~ standard",
+                                          "speed: standard > W_V = W_O = I"],
+}
+
+
+def check_identity(stored):
+    """The chapter's conclusions on the full-scale ladder."""
+    out = []
+    for model in model_names(stored):
+        v = verdicts_for(stored, model)
+        out += [v[f"plateau {arm}"] for arm in ARMS] + [v["standard solves it"]]
+        out += [v[name] for name in CLAIMS.get(model, [])]
+    return out
+
+
+EXPERIMENTS = [
+    Experiment("03_output_projection", "identity",
+               "the bigram lookup, standard block vs W_O = I vs W_V = W_O = I, on a ladder of four models, "
+               "each arm at its own learning rate, read at its plateau",
+               IDENTITY, run_identity, check_identity),
+]
