@@ -1,2 +1,430 @@
-"""Chapter's full-scale experiments (to come)."""
-EXPERIMENTS = []
+"""Chapter 5's experiments: what averaging loses, [CLS] at its best rate and across rates, real text.
+
+``needle_loss``    information loss: every pooling trained *and tested* at the same length
+                   (16 and 128 tokens; one block: 16 and 64), on the needle task with a learned
+                   embedding, with a large vocabulary, and with a fixed (untrained) embedding
+``needle_length``  length extrapolation: trained at 16 tokens, tested at 16 to 128; every
+                   pooling at every rate of a grid on 32 seeds; each pooling's rate chosen on
+                   8 of them (validation at 128 tokens), compared on the other 24
+``majority``       the most frequent of four tokens, read at convergence: [CLS], mean and a GRU
+                   head after one block, each at its own rate, with the 8x learning curves
+``text``           Rotten Tomatoes snippets, fresh or rotten: [CLS], mean, max and attention
+                   pooling in a one-block model trained from scratch, each at its own rate
+
+Every configuration is a unit (``ctx.map``), so ``make results`` runs them in JOBS processes.
+Learning rates are chosen on validation data only, by the same rule everywhere: the highest
+mean validation accuracy over the tuning seeds (ties: the lower mean validation loss).
+"""
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..evidence import Verdict, better, converged, equivalent, reached
+from ..readout import TextClassifier, classifier, frozen_embedding
+from ..tasks import find_the_needle, majority, movie_reviews
+from ..training import accuracy
+from . import Experiment
+
+MARGIN = 0.02  # 2 points of accuracy: the smallest difference that matters here
+CHANCE = 0.65  # "near chance" on the needle task (a constant answer scores about 0.5)
+HELD = 0.95  # "holds the needle": at least this accuracy
+
+
+# ------------------------------------------------------------------ shared pieces
+@torch.no_grad()
+def _loss(model, X, y):
+    model.eval()
+    return float(F.cross_entropy(model(X), y))
+
+
+def _choose(records, lrs, key="val_acc", seeds=None, fit_key=None):
+    """The rate with the highest mean validation accuracy ``key`` (over ``seeds``, an index list;
+    default all); ties within 0.005 go to the lower mean validation loss. With ``fit_key`` (the
+    validation accuracy at the training length), only rates that fit the task there (mean >= 0.95)
+    are candidates, unless none does. ``records``: ``{lr: unit record}``."""
+    pick = (lambda v: np.asarray(v)[seeds]) if seeds is not None else np.asarray
+    mean = lambda lr, k: float(np.mean(pick(records[lr][k])))  # noqa: E731
+    candidates = [lr for lr in lrs if fit_key is None or mean(lr, fit_key) >= HELD] or list(lrs)
+    top = max(mean(lr, key) for lr in candidates)
+    near = [lr for lr in candidates if mean(lr, key) >= top - 0.005]
+    return min(near, key=lambda lr: mean(lr, key.replace("acc", "loss")))
+
+
+def _needle_build(pooling, blocks, vocab, fixed=False, max_len=None):
+    def build():
+        model = classifier(pooling, 2, 16, 2, blocks, vocab_size=vocab, positions=None)
+        return frozen_embedding(model) if fixed else model
+    return build
+
+
+# ------------------------------------------------------------------ needle_loss
+NEEDLE_LOSS = {
+    "fast": {"seeds": 4, "lrs": [3e-2], "block_lrs": [1e-2], "steps": 400, "batch_size": 64, "train_size": 4000,
+             "val_size": 300, "test_size": 400, "lengths": [16, 128], "block_lengths": [],
+             "poolings": ["mean", "attention"], "block_poolings": ["mean", "cls"],
+             "conditions": {"learned": [16, False], "fixed": [16, True]}},
+    "full": {"seeds": 8, "lrs": [3e-2, 1e-1], "block_lrs": [3e-3, 1e-2], "steps": 400, "batch_size": 64,
+             "train_size": 4000, "val_size": 300, "test_size": 400, "lengths": [16, 128], "block_lengths": [64],
+             "poolings": ["mean", "sum", "max", "attention"], "block_poolings": ["mean", "cls"],
+             "conditions": {"learned": [16, False], "many": [256, False], "fixed": [16, True]}},
+}
+
+
+def run_needle_loss(ctx, s):
+    """Each pooling trained and tested at the same length, at every rate of the grid."""
+    base = ctx.base_seed
+    seeds = ctx.seeds(s["seeds"])
+    configs = []  # (condition, blocks, n, pooling, lr, batch)
+    for cond in s["conditions"]:
+        for n in s["lengths"]:
+            configs += [(cond, 0, n, p, lr, s["batch_size"]) for p in s["poolings"] for lr in s["lrs"]]
+    for n in s["block_lengths"]:  # one block, learned embedding: the chapter's models
+        configs += [("learned", 1, n, p, lr, s["batch_size"] // 2) for p in s["block_poolings"] for lr in s["block_lrs"]]
+    ctx.expect(len(configs) * len(seeds) * s["steps"])
+
+    def fit(cond, blocks, n, pooling, lr, batch):
+        vocab, fixed = s["conditions"][cond]
+
+        def unit():
+            salt = 7919 * n + 104729 * vocab  # the data differ by length and vocabulary, not by pooling
+            train = find_the_needle(s["train_size"], n, vocab_size=vocab, seed=base + salt + 1)
+            val = find_the_needle(s["val_size"], n, vocab_size=vocab, seed=base + salt + 2)
+            test = find_the_needle(s["test_size"], n, vocab_size=vocab, seed=base + salt + 3)
+            models, h = ctx.train(_needle_build(pooling, blocks, vocab, fixed), train[:2], seeds=seeds,
+                                  steps=s["steps"], lr=lr, batch_size=batch, eval_every=s["steps"] // 8,
+                                  evaluate=lambda m: accuracy(m, val.X, val.y))
+            return {"seeds": seeds, "lr": lr, "eval_step": h.eval_step, "eval": h.eval,
+                    "val_acc": h.eval[:, -1], "val_loss": [_loss(m, val.X, val.y) for m in models],
+                    "test_acc": [accuracy(m, test.X, test.y) for m in models]}
+        return unit
+
+    ctx.map({_needle_loss_key(*c[:5]): fit(*c) for c in configs})
+
+
+def _needle_loss_key(cond, blocks, n, pooling, lr):
+    return f"{cond} blocks={blocks} n={n} {pooling} lr={lr:g}"
+
+
+def needle_loss_table(stored):
+    """``{(condition, blocks, n, pooling): record at the chosen rate}`` (rate chosen on validation)."""
+    s, units = stored["settings"], stored["units"]
+    out = {}
+    for cond in s["conditions"]:
+        for n in s["lengths"]:
+            for p in s["poolings"]:
+                recs = {lr: units[_needle_loss_key(cond, 0, n, p, lr)] for lr in s["lrs"]}
+                out[(cond, 0, n, p)] = recs[_choose(recs, s["lrs"])]
+    for n in s["block_lengths"]:
+        for p in s["block_poolings"]:
+            recs = {lr: units[_needle_loss_key("learned", 1, n, p, lr)] for lr in s["block_lrs"]}
+            out[("learned", 1, n, p)] = recs[_choose(recs, s["block_lrs"])]
+    return out
+
+
+def _rows(pairs, value="acc"):
+    """``[(config, record-or-list)]`` -> evidence rows (paired by seed)."""
+    rows = []
+    for config, rec in pairs:
+        values, seeds = (rec["test_acc"], rec["seeds"]) if isinstance(rec, dict) else rec
+        rows += [{"config": config, "seed": sd, value: v} for sd, v in zip(seeds, values)]
+    return rows
+
+
+def check_needle_loss(stored):
+    """Trained at the length it is tested on, the mean keeps the lone token unless the embedding is fixed."""
+    s = stored["settings"]
+    t = needle_loss_table(stored)
+    n = max(s["lengths"])
+    out = []
+    for cond in ("learned", "many"):
+        if cond in s["conditions"]:
+            for p in [q for q in ("mean", "sum", "attention") if q in s["poolings"]]:
+                out.append(reached(t[(cond, 0, n, p)]["test_acc"], HELD, min_share=0.75,
+                                   name=f"{cond} embedding, no attention, {p}, trained and tested at n={n}"))
+    if "fixed" in s["conditions"]:
+        fixed = lambda p, m: t[("fixed", 0, m, p)]  # noqa: E731
+        out.append(better(_rows([("attention", fixed("attention", n)), ("mean", fixed("mean", n))]), "acc",
+                          "attention", "mean"))
+        out[-1].claim = f"fixed embedding, n={n}: " + out[-1].claim
+        rows = _rows([(f"n={min(s['lengths'])}", fixed("mean", min(s["lengths"]))), (f"n={n}", fixed("mean", n))])
+        out.append(better(rows, "acc", f"n={min(s['lengths'])}", f"n={n}"))
+        out[-1].claim = "fixed embedding, mean pooling: " + out[-1].claim
+    for m in s["block_lengths"]:
+        for p in s["block_poolings"]:
+            out.append(reached(t[("learned", 1, m, p)]["test_acc"], HELD, min_share=0.75,
+                               name=f"one block, {p}, trained and tested at n={m}"))
+    return out
+
+
+# ------------------------------------------------------------------ needle_length
+NEEDLE_LENGTH = {
+    "fast": {"tune_seeds": 0, "seeds": 6, "lrs": [3e-2], "block_lrs": [1e-2], "rnn_seeds": 0, "steps": 300,
+             "batch_size": 64, "train_size": 4000, "val_size": 200, "test_size": 200,
+             "test_lengths": [16, 32, 64, 128], "no_attention": ["mean", "max"], "one_block": ["mean", "cls"]},
+    "full": {"tune_seeds": 8, "seeds": 24, "lrs": [3e-3, 1e-2, 3e-2, 1e-1], "block_lrs": [1e-3, 3e-3, 1e-2, 3e-2],
+             "rnn_seeds": 8, "steps": 300, "batch_size": 64, "train_size": 4000, "val_size": 200, "test_size": 300,
+             "test_lengths": [16, 32, 64, 128], "no_attention": ["mean", "sum", "max", "attention"],
+             "one_block": ["mean", "cls", "rnn"]},
+}
+
+
+def _length_key(blocks, pooling, lr):
+    return f"blocks={blocks} {pooling} lr={lr:g}"
+
+
+def _length_seeds(s, blocks, pooling):
+    """How many seeds a configuration trains: the GRU head ``rnn_seeds`` (it is the slowest), the
+    poolings without attention the comparison seeds, [CLS] and the mean all (tuning + comparison)."""
+    if pooling == "rnn":
+        return s["rnn_seeds"] or s["seeds"]
+    return s["tune_seeds"] + s["seeds"] if blocks else s["seeds"]
+
+
+def run_needle_length(ctx, s):
+    """Train at 16 tokens at every rate of the grid; validation at 16 and 128 tokens, tests at 16 to 128."""
+    base = ctx.base_seed
+    all_seeds = ctx.seeds(s["tune_seeds"] + s["seeds"])
+    train_len, long = min(s["test_lengths"]), max(s["test_lengths"])
+    train = find_the_needle(s["train_size"], train_len, seed=base + 100)
+    val16 = find_the_needle(s["val_size"], train_len, seed=base + 140)
+    val = find_the_needle(s["val_size"], long, seed=base + 150)  # picks the rates: 8x, like what is compared
+    tests = {n: find_the_needle(s["test_size"], n, seed=base + 200 + n) for n in s["test_lengths"]}
+    configs = [(0, p, lr) for p in s["no_attention"] for lr in s["lrs"]]
+    configs += [(1, p, lr) for p in s["one_block"] for lr in s["block_lrs"]]
+    ctx.expect(s["steps"] * sum(_length_seeds(s, b, p) for b, p, _ in configs))
+
+    def fit(blocks, pooling, lr):
+        seeds = all_seeds[:_length_seeds(s, blocks, pooling)]
+
+        def unit():
+            models, h = ctx.train(_needle_build(pooling, blocks, 16), train[:2], seeds=seeds, steps=s["steps"],
+                                  lr=lr, batch_size=s["batch_size"], eval_every=s["steps"] // 6,
+                                  evaluate=lambda m: accuracy(m, val.X[:100], val.y[:100]))
+            out = {"seeds": seeds, "lr": lr, "eval_step": h.eval_step, "eval": h.eval,
+                   "val16_acc": [accuracy(m, val16.X, val16.y) for m in models],
+                   "val_acc": [accuracy(m, val.X, val.y) for m in models],
+                   "val_loss": [_loss(m, val.X, val.y) for m in models]}
+            for n, t in tests.items():
+                out[f"test_acc n={n}"] = [accuracy(m, t.X, t.y) for m in models]
+            return out
+        return unit
+
+    ctx.map({_length_key(*c): fit(*c) for c in configs})
+
+
+def needle_length_rates(stored):
+    """``{(blocks, pooling): chosen rate}``: among the rates that fit 16 tokens (validation), the best
+    mean validation accuracy at 8x, on the tuning seeds ([CLS], mean) or on all of a configuration's seeds."""
+    s, units = stored["settings"], stored["units"]
+    chosen = {}
+    for blocks, poolings, lrs in ((0, s["no_attention"], s["lrs"]), (1, s["one_block"], s["block_lrs"])):
+        for p in poolings:
+            recs = {lr: units[_length_key(blocks, p, lr)] for lr in lrs}
+            tune = list(range(s["tune_seeds"])) if (blocks and p != "rnn" and s["tune_seeds"]) else None
+            chosen[(blocks, p)] = _choose(recs, lrs, seeds=tune, fit_key="val16_acc")
+    return chosen
+
+
+def needle_length_acc(stored, blocks, pooling, lr=None, n=None):
+    """``(seeds, accuracies)`` at test length ``n`` (default the longest), at rate ``lr`` (default the
+    chosen one); for [CLS] and the mean, on the comparison seeds only (those the rate choice did not see)."""
+    s = stored["settings"]
+    lr = needle_length_rates(stored)[(blocks, pooling)] if lr is None else lr
+    rec = stored["units"][_length_key(blocks, pooling, lr)]
+    k = s["tune_seeds"] if (blocks and pooling != "rnn") else 0
+    return rec["seeds"][k:], rec[f"test_acc n={n or max(s['test_lengths'])}"][k:]
+
+
+def rate_grid_rows(stored, poolings=("mean", "cls")):
+    """Evidence rows of each seed's 8x accuracy averaged over the rate grid (comparison seeds)."""
+    s = stored["settings"]
+    rows = []
+    for p in poolings:
+        per_rate = [needle_length_acc(stored, 1, p, lr=lr) for lr in s["block_lrs"]]
+        avg = np.mean([a for _, a in per_rate], axis=0)
+        rows += [{"config": p, "seed": sd, "acc": float(a)} for sd, a in zip(per_rate[0][0], avg)]
+    return rows
+
+
+def check_needle_length(stored):
+    """Trained at 16 tokens: what holds at 8x, at each pooling's chosen rate and across the grid."""
+    s = stored["settings"]
+    long, short = max(s["test_lengths"]), min(s["test_lengths"])
+    out = []
+    for p in s["no_attention"]:
+        _, acc = needle_length_acc(stored, 0, p)
+        _, acc16 = needle_length_acc(stored, 0, p, n=short)
+        out.append(reached(acc16, HELD, min_share=0.75, name=f"no attention, {p}, n={short} (the training length)"))
+        if p in ("mean", "sum"):
+            out.append(Verdict(f"no attention, {p}, n={long}: near chance on every seed (max {np.max(acc):.3f} "
+                               f"<= {CHANCE})", bool(np.max(acc) <= CHANCE), {"values": np.round(acc, 4).tolist()}))
+        else:
+            out.append(reached(acc, HELD, min_share=0.75, name=f"no attention, {p}, n={long}"))
+    # one block, each at its own best rate: both hold the needle at 8x
+    out.append(reached(needle_length_acc(stored, 1, "mean")[1], HELD, min_share=0.95,
+                       name=f"one block, mean at its chosen rate, n={long}"))
+    out.append(reached(needle_length_acc(stored, 1, "cls")[1], HELD, min_share=0.75,
+                       name=f"one block, [CLS] at its chosen rate, n={long}"))
+    # ... but across the rate grid the mean holds far more often (each seed's 8x accuracy averaged over the grid)
+    out.append(better(rate_grid_rows(stored), "acc", "mean", "cls"))
+    out[-1].claim = "one block, averaged over the rate grid, 8x: " + out[-1].claim
+    if "rnn" in s["one_block"]:
+        out.append(reached(needle_length_acc(stored, 1, "rnn")[1], HELD, min_share=0.75,
+                           name=f"one block, GRU head at its chosen rate, n={long}"))
+    return out
+
+
+# ------------------------------------------------------------------ majority
+MAJORITY = {
+    "fast": {"tune_seeds": 0, "seeds": 4, "lrs": {"mean": [1e-2], "cls": [3e-2]}, "steps": 400, "short_steps": 0,
+             "batch_size": 32, "train_size": 4000, "val_size": 200, "test_size": 400, "eval_every": 100,
+             "poolings": ["mean", "cls"]},
+    "full": {"tune_seeds": 4, "seeds": 24, "lrs": {"mean": [3e-3, 1e-2], "cls": [1e-2, 3e-2], "rnn": [3e-3, 1e-2]},
+             "steps": 1200, "short_steps": 300, "batch_size": 32, "train_size": 4000, "val_size": 200,
+             "test_size": 400, "eval_every": 150, "poolings": ["mean", "cls", "rnn"]},
+}
+
+
+def run_majority(ctx, s):
+    """Tune each pooling's rate on 8x validation sequences; train fresh seeds at it for ``steps`` (read at
+    convergence, with 8x curves) and, for [CLS] and the mean, for ``short_steps`` (the old budget)."""
+    base = ctx.base_seed
+    train = majority(s["train_size"], 16, seed=base + 300)
+    val16 = majority(s["val_size"], 16, seed=base + 350)
+    val = majority(s["val_size"], 128, seed=base + 360)  # 8x: the rates are chosen on what is compared
+    tests = {n: majority(s["test_size"], n, seed=base + 400 + n) for n in (16, 128)}
+    seeds = ctx.seeds(s["seeds"])
+    tune_seeds = ctx.seeds(s["tune_seeds"], offset=10_000) if s["tune_seeds"] else []
+    short = [p for p in ("mean", "cls") if p in s["poolings"]] if s["short_steps"] else []
+    ctx.expect(s["steps"] * (len(tune_seeds) * sum(len(s["lrs"][p]) for p in s["poolings"])
+                             + len(seeds) * len(s["poolings"])) + s["short_steps"] * len(seeds) * len(short))
+
+    def fit(pooling, lr, seeds_, steps):
+        def unit():
+            models, h = ctx.train(lambda: classifier(pooling, 4, 16, 2, 1, vocab_size=4, positions=None),
+                                  train[:2], seeds=seeds_, steps=steps, lr=lr, batch_size=s["batch_size"],
+                                  eval_every=s["eval_every"] if steps == s["steps"] else steps,
+                                  evaluate=lambda m: accuracy(m, val.X, val.y))
+            out = {"seeds": seeds_, "lr": lr, "steps": steps, "eval_step": h.eval_step, "eval": h.eval,
+                   "val16_acc": [accuracy(m, val16.X, val16.y) for m in models],
+                   "val_acc": h.eval[:, -1], "val_loss": [_loss(m, val.X, val.y) for m in models]}
+            for n, t in tests.items():
+                out[f"test_acc n={n}"] = [accuracy(m, t.X, t.y) for m in models]
+            return out
+        return unit
+
+    chosen = {p: s["lrs"][p][0] for p in s["poolings"]}
+    if tune_seeds:
+        tuned = ctx.map({f"tune {p} lr={lr:g}": fit(p, lr, tune_seeds, s["steps"])
+                         for p in s["poolings"] for lr in s["lrs"][p]})
+        for p in s["poolings"]:
+            chosen[p] = _choose({lr: tuned[f"tune {p} lr={lr:g}"] for lr in s["lrs"][p]}, s["lrs"][p],
+                                fit_key="val16_acc")
+    units = {p: fit(p, chosen[p], seeds, s["steps"]) for p in s["poolings"]}
+    units.update({f"{p} {s['short_steps']} steps": fit(p, chosen[p], seeds, s["short_steps"]) for p in short})
+    ctx.map(units)
+
+
+def majority_rows(stored, n=128, steps=None):
+    """Evidence rows ``{"config": pooling, "seed", "acc"}`` at test length ``n``, for the long runs
+    (default) or for the runs of ``steps`` steps."""
+    s = stored["settings"]
+    suffix = "" if steps in (None, s["steps"]) else f" {steps} steps"
+    poolings = [p for p in s["poolings"] if p + suffix in stored["units"]]
+    return [{"config": p, "seed": sd, "acc": a} for p in poolings
+            for sd, a in zip(stored["units"][p + suffix]["seeds"], stored["units"][p + suffix][f"test_acc n={n}"])]
+
+
+def majority_leads(stored):
+    """Evidence rows: per seed, the mean's lead over [CLS] at 8x after the short and after the long budget."""
+    s = stored["settings"]
+    rows = []
+    for label, steps in (("short", s["short_steps"]), ("long", s["steps"])):
+        acc = {p: {r["seed"]: r["acc"] for r in majority_rows(stored, steps=steps) if r["config"] == p}
+               for p in ("mean", "cls")}
+        rows += [{"config": label, "seed": sd, "lead": acc["mean"][sd] - acc["cls"][sd]} for sd in acc["mean"]]
+    return rows
+
+
+def check_majority(stored):
+    """At convergence: the 8x curves have levelled off, every pooling fits 16 tokens, and the mean is
+    ahead of [CLS] at 8x. (The short runs are shown beside, as the old budget; no claim rests on them.)"""
+    s = stored["settings"]
+    out = []
+    for p in s["poolings"]:
+        u = stored["units"][p]
+        out.append(converged(1 - np.asarray(u["eval"]), window=0.2, rtol=0, atol=0.02, min_share=0.75,
+                             name=f"majority, {p}, 8x validation error"))
+        out.append(reached(u["test_acc n=16"], HELD, min_share=0.75, name=f"majority, {p}, n=16"))
+    rows = majority_rows(stored)
+    out.append(better(rows, "acc", "mean", "cls"))
+    out[-1].claim = f"majority at 8x after {s['steps']} steps: " + out[-1].claim
+    return out
+
+
+# ------------------------------------------------------------------ text
+TEXT = {
+    "fast": {"tune_seeds": 0, "seeds": 2, "lrs": [1e-2], "steps": 200, "batch_size": 32, "d_model": 32,
+             "max_len": 32, "vocab_size": 5000, "eval_every": 100, "poolings": ["mean", "cls"]},
+    "full": {"tune_seeds": 2, "seeds": 8, "lrs": [3e-3, 1e-2], "steps": 1000, "batch_size": 32, "d_model": 32,
+             "max_len": 32, "vocab_size": 5000, "eval_every": 200, "poolings": ["cls", "mean", "max", "attention"]},
+}
+
+
+def run_text(ctx, s):
+    """Rotten Tomatoes snippets: each pooling's rate chosen on the validation movies, then fresh seeds."""
+    data = movie_reviews(vocab_size=s["vocab_size"], max_len=s["max_len"])
+    seeds = ctx.seeds(s["seeds"], offset=20_000)
+    tune_seeds = ctx.seeds(s["tune_seeds"], offset=30_000) if s["tune_seeds"] else []
+    ctx.expect(s["steps"] * (len(tune_seeds) * len(s["lrs"]) + len(seeds)) * len(s["poolings"]))
+
+    def fit(pooling, lr, seeds_):
+        def unit():
+            build = lambda: TextClassifier(pooling, 2, s["d_model"], 2, 1, vocab_size=s["vocab_size"],  # noqa: E731
+                                           max_len=s["max_len"])
+            models, h = ctx.train(build, (data.X_train, data.y_train), seeds=seeds_, steps=s["steps"], lr=lr,
+                                  batch_size=s["batch_size"], eval_every=s["eval_every"],
+                                  evaluate=lambda m: accuracy(m, data.X_val, data.y_val))
+            return {"seeds": seeds_, "lr": lr, "eval_step": h.eval_step, "eval": h.eval, "val_acc": h.eval[:, -1],
+                    "val_loss": [_loss(m, data.X_val, data.y_val) for m in models],
+                    "test_acc": [accuracy(m, data.X_test, data.y_test) for m in models]}
+        return unit
+
+    chosen = {p: s["lrs"][0] for p in s["poolings"]}
+    if tune_seeds:
+        tuned = ctx.map({f"tune {p} lr={lr:g}": fit(p, lr, tune_seeds) for p in s["poolings"] for lr in s["lrs"]})
+        for p in s["poolings"]:
+            chosen[p] = _choose({lr: tuned[f"tune {p} lr={lr:g}"] for lr in s["lrs"]}, s["lrs"])
+    ctx.map({p: fit(p, chosen[p], seeds) for p in s["poolings"]})
+
+
+def text_rows(stored):
+    return [{"config": p, "seed": sd, "acc": a} for p in stored["settings"]["poolings"]
+            for sd, a in zip(stored["units"][p]["seeds"], stored["units"][p]["test_acc"])]
+
+
+def check_text(stored):
+    """Real text: max and attention pooling are within 2 points of the mean on held-out movies.
+
+    [CLS] is compared in the chapter but not claimed: its seed-to-seed spread on this data is
+    several times the others', and its paired interval against the mean does not fit inside the
+    margin with the seeds this budget allows."""
+    rows = text_rows(stored)
+    return [equivalent(rows, "acc", p, "mean", margin=MARGIN)
+            for p in stored["settings"]["poolings"] if p not in ("mean", "cls")]
+
+
+EXPERIMENTS = [
+    Experiment("05_pooling", "needle_loss",
+               "information loss: each pooling trained and tested at the same length, learned or fixed embedding",
+               NEEDLE_LOSS, run_needle_loss, check_needle_loss),
+    Experiment("05_pooling", "needle_length",
+               "length extrapolation: trained at 16 tokens, tested up to 128, every pooling at every rate",
+               NEEDLE_LENGTH, run_needle_length, check_needle_length),
+    Experiment("05_pooling", "majority",
+               "the most frequent token at 8x the training length, read at convergence; [CLS], mean, GRU",
+               MAJORITY, run_majority, check_majority),
+    Experiment("05_pooling", "text",
+               "Rotten Tomatoes snippets, fresh or rotten: [CLS], mean, max, attention pooling from scratch",
+               TEXT, run_text, check_text),
+]
