@@ -185,19 +185,25 @@ def test_finds_the_quiz_from_the_chapters_folder_and_the_repository_root(monkeyp
 
 def test_an_installed_attnlib_carries_its_questions(tmp_path):
     """On Colab, attnlib is pip-installed from the repository (not editable), with no
-    chapters/ folder anywhere: the question files must travel inside the package."""
+    chapters/ folder anywhere: the question files must travel inside the package, and so must
+    the stored full-scale results (results/, as attnlib.stored_results) and the data files."""
     import shutil
     import subprocess
     import sys
 
     source, target = tmp_path / "source", tmp_path / "site"  # a copy: the build writes build/ beside it
     shutil.copytree(ROOT / "attnlib", source / "attnlib", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(ROOT / "results", source / "results", ignore=shutil.ignore_patterns(".partial", "seed-*"))
     for name in ("pyproject.toml", "README.md"):
         shutil.copy2(ROOT / name, source / name)
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
                     "--target", str(target), str(source)], check=True, cwd=tmp_path)
     code = ("import attnlib.quiz as q; p = q.find_quiz('03_output_projection'); "
-            "print(p); q.load_quiz('03_output_projection')")
+            "print(p); q.load_quiz('03_output_projection'); "
+            "from attnlib import experiments, results; e = experiments.experiments()[0]; "
+            "assert str(results.RESULTS_DIR).startswith(str(p.parents[2])), results.RESULTS_DIR; "
+            "results.load(e.chapter, e.name); "
+            "from attnlib.tasks import movie_reviews; assert len(movie_reviews().X_test) > 100")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path,
                          env={"PYTHONPATH": str(target), "PATH": "/usr/bin:/bin"})
     assert out.returncode == 0, out.stderr
