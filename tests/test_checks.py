@@ -171,3 +171,95 @@ def test_no_function_importable_from_the_checkers_is_an_answer():
     for module, name in [("output_projection", "_gauge_reference"), ("output_projection", "_fuse_reference"),
                          ("pooling", "_reference"), ("shapes", "_per_head"), ("shapes", "_torch_reference")]:
         assert not hasattr(importlib.import_module(f"attnlib.checks.{module}"), name)
+
+
+def test_self_check_shows_what_the_function_printed_and_warned():
+    """Review finding 3: a right answer that prints, writes to stderr or warns passes, and what it
+    said is shown inside the verdict, not as the cell's own (stderr) output."""
+    import sys
+    import warnings
+
+    def noisy(Q, K, V):
+        print("debugging", Q.shape)
+        print("on stderr", file=sys.stderr)
+        warnings.warn("my own warning")
+        torch.nn.functional.softmax(torch.zeros(2, 3))  # torch warns: no dim
+        return torch.softmax(Q @ K.transpose(-2, -1) / math.sqrt(Q.shape[-1]), dim=-1) @ V
+    r = _run_self_check({"my_attention": noisy}, check_attention, "my_attention")
+    assert r.passed, r.message
+    assert "printed" in r.message and "on stderr" in r.message and "my own warning" in r.message
+    assert "Implicit dimension" in r.message
+
+
+def test_self_check_stops_a_loop_that_catches_everything():
+    """Review finding 13: the check runs in a copy of the kernel that the system stops."""
+    from attnlib.checks.sandbox import can_fork
+
+    def stubborn(Q, K, V):
+        while True:
+            try:
+                while True:
+                    pass
+            except BaseException:
+                pass
+    if not can_fork():
+        pytest.skip("no fork here: the check runs in the kernel, with the checker's own limit")
+    r = _run_self_check({"my_attention": stubborn}, check_attention, "my_attention")
+    assert not r and "did not finish within 1 s" in r.message
+
+
+def test_run_in_child_answers_and_leaves_nothing_behind():
+    from attnlib.checks.sandbox import can_fork, run_in_child
+
+    assert run_in_child(lambda: [1, 2.5, None])["value"] == [1, 2.5, None]
+    r = run_in_child(lambda: 1 / 0)
+    assert r["raised"] == "ZeroDivisionError" and "division" in r["message"]
+    if not can_fork():
+        pytest.skip("no fork here")
+
+    def patch():
+        torch.allclose = None
+        return 0
+    assert run_in_child(patch)["value"] == 0 and torch.allclose is not None  # the patch died with the copy
+    import os
+    assert "ended" in run_in_child(lambda: os._exit(3))
+    assert run_in_child(lambda: sum(range(10 ** 12)), cpu_seconds=1) == {"timeout": 1}
+
+
+def test_print_outputs_prints_one_line_of_numbers(capsys, monkeypatch):
+    import json
+    import sys
+    import types
+
+    from attnlib.checks.report import MARK, print_outputs
+
+    main = types.ModuleType("__main__")
+    main.mine = lambda x, m: (m(x, x, x)[0], 3)
+    monkeypatch.setitem(sys.modules, "__main__", main)
+
+    def inputs(g):
+        return torch.randn(1, 2, 4, generator=g), torch.nn.MultiheadAttention(4, 2, batch_first=True)
+    print_outputs("mine", inputs, seed=1, trials=2)
+    print_outputs("absent", inputs, seed=1)
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(" ", 2)[:2] for line in lines] == [[MARK, "mine"], [MARK, "absent"]]
+    report = json.loads(lines[0].split(" ", 2)[2])
+    trial = report["trials"][0]
+    assert trial["value"]["sequence"][0]["tensor"] == [1, 2, 4] and trial["value"]["sequence"][1]["number"] == 3
+    assert trial["module_calls"] == 1  # it ran the module it was given
+    assert json.loads(lines[1].split(" ", 2)[2]) == {"missing": True}
+
+
+def test_explained_turns_a_failed_check_into_one_line(monkeypatch):
+    from attnlib.checks import core, explained
+
+    shown = []
+    monkeypatch.setattr(core, "_show", shown.append)
+    with explained("masked_mean"):
+        raise NotImplementedError()
+    with explained("masked_mean"):
+        assert 1 + 1 == 3, "never"
+    with explained("masked_mean"):
+        pass
+    assert len(shown) == 2 and "not answered yet" in shown[0].message
+    assert "this check fails" in shown[1].message and "1 + 1 == 3" in shown[1].message

@@ -11,9 +11,13 @@ no marks. An unattempted stub (it raises ``NotImplementedError``) raises
 runs past its time limit is stopped with a message. An answer that only calls the
 library's own implementation fails.
 
-They are for self-study: a graded assignment (``make assignment``) awards its marks with
-hidden tests that do not use them (``grading/hidden.py``).
+They are for self-study. A graded assignment (``make assignment``) shows them through
+:func:`self_check`, which awards nothing; its marks come from hidden tests that print the
+learner's outputs (:mod:`attnlib.checks.report`) and a grader outside the notebook that
+compares them (``grading/judge.py``).
 """
-from .core import CheckFailed, CheckResult, NotAnswered, check_function, checker, outcome, self_check
+from .core import (CheckFailed, CheckResult, NotAnswered, check_function, checker, explained, outcome,
+                   self_check)
 
-__all__ = ["CheckFailed", "CheckResult", "NotAnswered", "check_function", "checker", "outcome", "self_check"]
+__all__ = ["CheckFailed", "CheckResult", "NotAnswered", "check_function", "checker", "explained", "outcome",
+           "self_check"]

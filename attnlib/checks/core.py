@@ -8,8 +8,8 @@ Every public checker is wrapped with :func:`checker`, which does both. An unansw
 (it raises ``NotImplementedError``) raises :class:`NotAnswered`, and a call that runs longer
 than :func:`time_limit` seconds is stopped; both show one line, not a traceback.
 
-These checkers are for self-study: graded assignments (``make assignment``) award marks with
-hidden tests that do not use them (``grading/hidden.py``).
+These checkers are for self-study: graded assignments (``make assignment``) show them through
+:func:`self_check`, and award marks outside the notebook (``grading/judge.py``).
 """
 import contextlib
 import functools
@@ -194,30 +194,95 @@ def _missing(name: str) -> str:
     return f"this exercise is not answered yet: `{name}` is not defined (write it in the cell above and run it)."
 
 
-def self_check(check: Callable, name: str) -> None:
+def _verdict(check: Callable, fn) -> dict:
+    """``check(fn)`` as plain values: ``{"passed", "message"}``."""
+    try:
+        result = check(fn)
+    except CheckFailed as e:
+        result = e.result
+    except NotAnswered as e:
+        result = CheckResult(False, "", e.args[0].split(": ", 1)[-1])
+    return {"passed": bool(result.passed), "message": result.message}
+
+
+def _noise(report: dict) -> str:
+    """What a learner's function printed and warned while it was checked, for the verdict."""
+    lines = []
+    if report.get("output", "").strip():
+        printed = report["output"].strip().splitlines()
+        lines += ["While it was checked, your function printed:"] + ["    " + line for line in printed[-6:]]
+    if report.get("warnings"):
+        lines += ["and warned:" if lines else "While it was checked, your function warned:"]
+        lines += ["    " + w for w in dict.fromkeys(report["warnings"])]
+    return "\n".join(lines)
+
+
+def self_check(check: Callable, name: str, cpu_seconds: int = 1) -> None:
     """Show ``check``'s verdict on the notebook's function ``name``, without raising.
 
-    What an assignment's check cells call (``make assignment``): a missing function (its
-    cell has a syntax error, or was never run), an unanswered stub and a wrong answer each get
-    a message, and the notebook runs on to the next exercise. Returns None, so that nbgrader
+    What an assignment's check cells call (``make assignment``). The check runs in a copy of
+    the kernel with ``cpu_seconds`` of CPU (:func:`attnlib.checks.sandbox.run_in_child`), so
+    an endless loop ends with a message whatever the function catches. What the function
+    prints or warns is shown inside the verdict, not as the cell's own output (nbgrader
+    scores a graded cell that writes to stderr as 0). A missing function (its cell has a
+    syntax error, or was never run), an unanswered stub and a wrong answer each get a
+    message, and the notebook runs on to the next exercise. Returns None, so that nbgrader
     sees no output it would try to read as a score.
     """
+    from .sandbox import run_in_child
+
     title = getattr(check, "title", None) or getattr(check, "__name__", "check")
     fn = vars(sys.modules["__main__"]).get(name)
     if fn is None:
         result = CheckResult(False, title, _missing(name))
     else:
-        try:
-            result = check(fn)
-        except CheckFailed as e:
-            result = e.result
-        except NotAnswered as e:
-            result = CheckResult(False, title, e.args[0].split(": ", 1)[-1])
+        report = run_in_child(lambda: _verdict(check, fn), cpu_seconds)
+        if "value" in report:
+            result = CheckResult(report["value"]["passed"], title, report["value"]["message"])
+        elif "timeout" in report:
+            result = CheckResult(False, title, f"your function did not finish within {cpu_seconds} s of CPU on a "
+                                 "small input (the reference takes milliseconds): is there an endless loop?")
+        else:
+            why = report.get("raised") or report.get("ended")
+            result = CheckResult(False, title, f"the check could not run your function ({why}).")
+        noise = _noise(report)
+        if noise:
+            result.message += "\n" + noise
+    _show(result)
+
+
+def _show(result: "CheckResult") -> None:
     try:
         from IPython.display import display
         display(result)
     except ImportError:
         print(repr(result))
+
+
+@contextlib.contextmanager
+def explained(name: str):
+    """Run a cell's own checks of ``name`` and show a failure as one line, not a traceback.
+
+    For the code of an exercise that is marked by hand (``make assignment`` wraps the checks
+    that follow its function in a chapter)::
+
+        with explained("masked_mean"):
+            assert torch.allclose(masked_mean(x, mask)[0], x[0].mean(0))
+    """
+    try:
+        yield
+    except NotImplementedError:
+        _show(CheckResult(False, name, "this exercise is not answered yet (replace the stub under "
+                          "`# YOUR CODE HERE` with your code, run that cell, then this one)."))
+    except NameError as e:
+        _show(CheckResult(False, name, f"{e}: run the cell that defines it first (a syntax error there "
+                          "leaves it undefined)."))
+    except Exception as e:  # noqa: BLE001  (a wrong answer: one line)
+        where = traceback.extract_tb(e.__traceback__)[-1]
+        if isinstance(e, AssertionError):
+            _show(CheckResult(False, name, f"not yet: this check fails: {(where.line or '').strip()}"))
+        else:
+            _show(CheckResult(False, name, f"raised {type(e).__name__}: {e} (line {where.lineno})."))
 
 
 def outcome(check: Callable, *args, **kwargs) -> "CheckResult":
