@@ -6,8 +6,9 @@
               and read at their plateaus; the trained models are also run at half and at twice
               the training length.
 ``capacity``  linear attention on the same task at three head sizes ``d_k`` (one head, so
-              ``d_model = d_k``), trained long, with softmax at the smaller sizes as the
-              control: where linear attention levels off, and what moves that level.
+              ``d_model = d_v = d_k`` and doubling ``d_k`` quadruples the ``d_k x d_v`` state),
+              trained long, with softmax at the smaller sizes as the control: how much a
+              larger state lifts linear attention, against how much longer training does.
 
 Both share the task, the model and the training set-up; the live notebook runs their ``fast``
 settings, ``make results`` their ``full`` ones.
@@ -27,7 +28,7 @@ COMPARED = ["softmax", "relu_plain", "relu", "sigmoid"]
 VOCAB = 64  # distinct keys, and distinct values
 LAST = 5  # a run's score: the mean of its last 5 evaluations
 MARGIN = 0.02  # 2 points of accuracy: the smallest difference that matters here
-TOLERANCE = 0.005  # converged: held-out accuracy rose by at most this over the last quarter
+TOLERANCE = 0.005  # converged: mean accuracy of the last quarter at most this above the quarter before
 LEVEL = 0.9  # speed: steps to reach 90 % held-out accuracy
 
 RECALL = {
@@ -171,8 +172,9 @@ def histories(stored, names=None):
 
 
 def plateau(curve, name, tolerance=TOLERANCE):
-    """Verdict: held-out accuracy ``curve`` (seeds x evaluations) rose by at most ``tolerance`` over the
-    last quarter of training, on at least 75 % of the seeds."""
+    """Verdict: on at least 75 % of the seeds, the mean held-out accuracy over the last quarter of the
+    evaluations in ``curve`` (seeds x evaluations) is at most ``tolerance`` above its mean over the
+    quarter before."""
     return converged(1 - np.asarray(curve, dtype=float), window=0.25, rtol=0, atol=tolerance, min_share=0.75,
                      name=f"{name} held-out error")
 
@@ -180,9 +182,10 @@ def plateau(curve, name, tolerance=TOLERANCE):
 def check_recall(stored):
     """The chapter's conclusions on the full-scale recall runs (section 3 and the 1/n section).
 
-    ReLU/n against plain ReLU directly is not among them: ReLU/n is ahead on average (interval above 0)
-    but on only about four seeds in five, too close to the 75 % share a positive claim needs; the chapter
-    reports each ReLU's gap to softmax instead, both of which are decided.
+    Softmax recalls more than each alternative (sigmoid too, by less than the 2-point margin, which is
+    also asserted) and reaches 90 % sooner; at the training length ReLU/n recalls more than plain ReLU,
+    the claim of the 1/n section. At twice the length only the 2-point margin is asserted for the
+    difference between the two ReLUs' losses; the chapter reports its direction and size as measured.
     """
     acc, speed, length = rows(stored), speed_rows(stored), length_rows(stored)
     M = stored["settings"]["num_pairs"]
@@ -190,7 +193,9 @@ def check_recall(stored):
     verdicts.append(reached([r["accuracy"] for r in acc if r["config"] == "softmax"], 0.95, name="softmax"))
     verdicts.append(better(acc, "accuracy", "softmax", "relu_plain"))
     verdicts.append(better(acc, "accuracy", "softmax", "relu"))
+    verdicts.append(better(acc, "accuracy", "softmax", "sigmoid"))
     verdicts.append(equivalent(acc, "accuracy", "sigmoid", "softmax", margin=MARGIN))
+    verdicts.append(better(acc, "accuracy", "relu", "relu_plain"))  # the 1/n, at the training length
     for name in ("relu_plain", "relu", "sigmoid"):
         verdicts.append(better(speed, "steps to 90%", name, "softmax"))
     verdicts.append(equivalent(length, "loss at 2x", "relu_plain", "relu", margin=MARGIN))  # ... at twice it
@@ -260,7 +265,8 @@ def capacity_rows(stored):
 
 def doubling_rows(stored, d_k=16):
     """Two ways to spend more on linear attention at ``d_k``, as per-seed gains in held-out accuracy from
-    its score after ``compare_at`` steps: train twice as long, or double ``d_k`` (same steps)."""
+    its score after ``compare_at`` steps: train twice as long, or double ``d_k`` (same steps; with one head
+    that quadruples the ``d_k x d_v`` state and doubles ``d_model``)."""
     at = stored["settings"]["compare_at"]
     small = capacity_arm(stored, "linear", d_k)
     big = capacity_arm(stored, "linear", 2 * d_k)
@@ -272,11 +278,12 @@ def doubling_rows(stored, d_k=16):
 
 
 def check_capacity(stored):
-    """The chapter's conclusions on linear attention's level (section 6).
+    """The chapter's conclusions on linear attention (section 6).
 
-    Linear attention at d_k = 16 is still rising slowly after 8000 steps (about 2 points per doubling of
-    training), so no plateau is claimed for it; what is claimed is that a larger state lifts it far more
-    than longer training does.
+    Linear attention at d_k = 16 is still rising slowly after 8000 steps (about 1.3 points from 4000 to
+    8000), so no plateau or ceiling is claimed for it; what is claimed is that it stays below softmax and
+    that doubling d_k (a state four times larger, and a model twice as wide) lifts it far more than
+    doubling the training does.
     """
     acc = capacity_rows(stored)
     verdicts = [reached([r["accuracy"] for r in acc if r["config"] == capacity_key("softmax", d)], 0.95,
@@ -296,6 +303,6 @@ EXPERIMENTS = [
                RECALL, run_recall, check_recall),
     Experiment("04_softmax_alternatives", "capacity",
                "associative recall with linear attention at d_k = 8, 16 and 32, trained long, softmax as the "
-               "control: where linear attention levels off, and what moves the level",
+               "control: how much a larger state lifts it, against longer training",
                CAPACITY, run_capacity, check_capacity),
 ]
