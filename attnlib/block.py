@@ -12,7 +12,12 @@ Post-LN (Vaswani et al. 2017, "Add & Norm")::
 
 ``norm="none"`` drops both LayerNorms; ``residual=False`` drops the ``x +``;
 ``mlp=False`` drops the second line. ``attn_act`` and ``stream_act`` are the
-identity unless asked for: chapter 1 asks what happens if they are not.
+identity unless asked for: chapter 1 asks what happens if they are not. So is
+``input_act``, an activation on what each sub-layer reads (the pre-activation
+ResNet unit's ReLU in front of the weights)::
+
+    pre-LN:   x = x + MHA(input_act(LN_1(x)))
+    post-LN:  x = LN_1(x + MHA(input_act(x)))      (and likewise for the MLP)
 """
 import torch.nn as nn
 import torch.nn.functional as F
@@ -54,17 +59,22 @@ class TransformerBlock(nn.Module):
         stream_activation: activation on the residual stream after each
             sub-layer (after the add in pre-LN and no-norm blocks, after the
             LayerNorm in post-LN blocks, so it always acts on what is passed on).
+        input_activation: activation on what each sub-layer (attention and MLP)
+            reads, in front of its weights: on ``LN(x)`` in a pre-LN block, on ``x``
+            in post-LN and no-norm blocks; the stream itself is left untouched.
         mlp_activation: the MLP's own activation (default ``"relu"``).
         **mha_kwargs: passed to MultiHeadAttention (``normaliser``,
             ``qkv_activation``, ``use_W_V``, ``use_W_O``, ``num_kv_heads``, ``bias``).
     """
 
     def __init__(self, d_model, num_heads, d_ff=None, *, norm="pre", residual=True, mlp=True,
-                 attn_activation=None, stream_activation=None, mlp_activation="relu", **mha_kwargs):
+                 attn_activation=None, stream_activation=None, mlp_activation="relu", input_activation=None,
+                 **mha_kwargs):
         super().__init__()
         if norm not in NORMS:
             raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
-        for name, act in (("attn_activation", attn_activation), ("stream_activation", stream_activation)):
+        for name, act in (("attn_activation", attn_activation), ("stream_activation", stream_activation),
+                          ("input_activation", input_activation)):
             if act not in ACTIVATIONS:
                 raise ValueError(f"{name} must be one of {list(ACTIVATIONS)}, got {act!r}")
         self.norm, self.residual = norm, residual
@@ -74,9 +84,12 @@ class TransformerBlock(nn.Module):
         self.ln2 = nn.LayerNorm(d_model) if (norm != "none" and mlp) else None
         self.attn_act = ACTIVATIONS[attn_activation]
         self.stream_act = ACTIVATIONS[stream_activation]
+        self.input_act = ACTIVATIONS[input_activation]
 
     def _sublayer(self, x, f, ln):
         """One ``Add & Norm`` step: x -> x + f(x) in the chosen arrangement."""
+        if self.input_act is not None:
+            f = lambda h, f=f: f(self.input_act(h))  # noqa: E731  (in front of the sub-layer's weights)
         if self.norm == "pre":
             y = f(ln(x))
             x = x + y if self.residual else y

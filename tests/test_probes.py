@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from attnlib import MultiHeadAttention, TokenClassifier
+from attnlib import MultiHeadAttention, TokenClassifier, TransformerBlock
 from attnlib.probes import (additivity_violation, block_grad_norms, frozen_pattern, homogeneity_violation,
                             rank1_residual, rank_collapse, stream_zero_fraction)
 
@@ -219,3 +219,60 @@ def test_rank_collapse_zero_mlp_bias_changes_only_the_biases():
     assert torch.allclose(a[:, 0], b[:, 0]) and not torch.allclose(a[:, 1], b[:, 1])
     c = rank_collapse(dict(norm="none", residual=False, mlp=False), depth=2, seeds=[0], zero_mlp_bias=True)
     assert torch.allclose(c, rank_collapse(dict(norm="none", residual=False, mlp=False), depth=2, seeds=[0]))
+
+
+# ----------------------------------------------------------------------------------------------
+# TransformerBlock's input_activation (chapter 1's "ReLU in front of each sub-layer")
+
+def test_input_activation_pre_ln_is_relu_after_norms():
+    """Pre-LN with input_activation="relu" is the pre-activation block x + f(ReLU(LN(x))), weight for weight."""
+    torch.manual_seed(0)
+    m = TokenClassifier(2, 8, 2, 2, vocab_size=5, max_len=6, input_activation="relu")
+    torch.manual_seed(0)
+    ref = relu_after_norms(TokenClassifier(2, 8, 2, 2, vocab_size=5, max_len=6))
+    X = torch.randint(0, 5, (3, 6))
+    with torch.no_grad():
+        assert torch.allclose(m(X), ref(X), atol=1e-6)
+
+
+def test_input_activation_post_ln_is_the_learners_literal_proposal():
+    """Post-LN with input_activation="relu": LN(x + MHA(ReLU(x))), then LN(h + MLP(ReLU(h))); the skip adds x itself."""
+    torch.manual_seed(1)
+    block = TransformerBlock(8, 2, norm="post", input_activation="relu").double()
+    x = torch.randn(3, 5, 8, dtype=torch.float64)
+    with torch.no_grad():
+        h = block.ln1(x + block.attn(torch.relu(x)))
+        by_hand = block.ln2(h + block.mlp(torch.relu(h)))
+        assert torch.allclose(block(x), by_hand)
+        plain = TransformerBlock(8, 2, norm="post").double()
+        plain.load_state_dict(block.state_dict())
+        assert not torch.allclose(plain(x), by_hand)
+
+
+def test_input_activation_leaves_the_stream_alone():
+    """With the branches silenced, the block passes negative stream values through: the ReLU is on the branch."""
+    block = TransformerBlock(8, 2, norm="none", input_activation="relu")
+    with torch.no_grad():
+        for p in block.parameters():
+            p.zero_()
+        x = -torch.rand(2, 4, 8) - 0.1  # every coordinate negative
+        assert torch.equal(block(x), x)
+    with pytest.raises(ValueError, match="input_activation"):
+        TransformerBlock(8, 2, input_activation="swish")
+
+
+def test_default_block_is_unchanged_by_the_new_switch():
+    torch.manual_seed(2)
+    a = TransformerBlock(8, 2)
+    torch.manual_seed(2)
+    b = TransformerBlock(8, 2, input_activation=None)
+    x = torch.randn(2, 4, 8)
+    with torch.no_grad():
+        assert torch.equal(a(x), b(x))
+    assert a.input_act is None
+
+
+def test_steps_to_reads_the_first_evaluation_at_the_level():
+    from attnlib.experiments.activation import steps_to
+    curves = [[0.5, 0.96, 0.97], [0.5, 0.6, 0.7], [0.99, 0.9, 0.99]]
+    assert steps_to([10, 20, 30], curves, 0.95, never=40) == [20.0, 40.0, 10.0]
