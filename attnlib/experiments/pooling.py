@@ -1,8 +1,9 @@
-"""Chapter 5's experiments: what averaging loses, [CLS] at its best rate and across rates, real text.
+"""Chapter 5's experiments: what the mean's 1/n costs, [CLS] at its best rate and across rates, real text.
 
-``needle_loss``    information loss: every pooling trained *and tested* at the same length
-                   (16 and 128 tokens; one block: 16 and 64), on the needle task with a learned
-                   embedding, with a large vocabulary, and with a fixed (untrained) embedding
+``needle_loss``    every pooling trained *and tested* at the same length (16 and 128 tokens; one
+                   block: 64), on the needle task with a learned embedding, with a large
+                   vocabulary, and with a fixed (untrained) embedding: nothing is lost by the
+                   average, but a fixed embedding leaves its 1/n-scaled signal hard to learn
 ``needle_length``  length extrapolation: trained at 16 tokens, tested at 16 to 128; every
                    pooling at every rate of a grid on 32 seeds; each pooling's rate chosen on
                    8 of them (validation at 128 tokens), compared on the other 24
@@ -25,9 +26,11 @@ from ..tasks import find_the_needle, majority, movie_reviews
 from ..training import accuracy
 from . import Experiment
 
-MARGIN = 0.02  # 2 points of accuracy: the smallest difference that matters here
+MARGIN = 0.02  # 2 points of accuracy: the smallest difference that matters here (also the convergence tolerance)
 CHANCE = 0.65  # "near chance" on the needle task (a constant answer scores about 0.5)
 HELD = 0.95  # "holds the needle": at least this accuracy
+SHARE = 0.75  # a level claim ("reaches HELD") holds on at least this share of the seeds, for every pooling
+ISSUE_SHRINK = 0.08  # majority: the shrink of the mean's lead the issue reported (+0.16 at 300 steps, +0.08 at 900)
 
 
 # ------------------------------------------------------------------ shared pieces
@@ -131,7 +134,9 @@ def _rows(pairs, value="acc"):
 
 
 def check_needle_loss(stored):
-    """Trained at the length it is tested on, the mean keeps the lone token unless the embedding is fixed."""
+    """Trained at the length it is tested on, the mean finds the lone token with a learned embedding;
+    with a fixed one it falls short of attention pooling and of the *sum* of the same vectors, which
+    carries exactly the mean's information without the 1/n: what fails is learning, not information."""
     s = stored["settings"]
     t = needle_loss_table(stored)
     n = max(s["lengths"])
@@ -139,7 +144,7 @@ def check_needle_loss(stored):
     for cond in ("learned", "many"):
         if cond in s["conditions"]:
             for p in [q for q in ("mean", "sum", "attention") if q in s["poolings"]]:
-                out.append(reached(t[(cond, 0, n, p)]["test_acc"], HELD, min_share=0.75,
+                out.append(reached(t[(cond, 0, n, p)]["test_acc"], HELD, min_share=SHARE,
                                    name=f"{cond} embedding, no attention, {p}, trained and tested at n={n}"))
     if "fixed" in s["conditions"]:
         fixed = lambda p, m: t[("fixed", 0, m, p)]  # noqa: E731
@@ -149,9 +154,12 @@ def check_needle_loss(stored):
         rows = _rows([(f"n={min(s['lengths'])}", fixed("mean", min(s["lengths"]))), (f"n={n}", fixed("mean", n))])
         out.append(better(rows, "acc", f"n={min(s['lengths'])}", f"n={n}"))
         out[-1].claim = "fixed embedding, mean pooling: " + out[-1].claim
+        if "sum" in s["poolings"]:  # the same information, n times larger: a gap is optimisation
+            out.append(better(_rows([("sum", fixed("sum", n)), ("mean", fixed("mean", n))]), "acc", "sum", "mean"))
+            out[-1].claim = f"fixed embedding, n={n}: " + out[-1].claim
     for m in s["block_lengths"]:
         for p in s["block_poolings"]:
-            out.append(reached(t[("learned", 1, m, p)]["test_acc"], HELD, min_share=0.75,
+            out.append(reached(t[("learned", 1, m, p)]["test_acc"], HELD, min_share=SHARE,
                                name=f"one block, {p}, trained and tested at n={m}"))
     return out
 
@@ -246,31 +254,54 @@ def rate_grid_rows(stored, poolings=("mean", "cls")):
     return rows
 
 
+def rates_held(stored, blocks, pooling):
+    """The rates of the grid at which ``pooling`` holds the needle at 8x (HELD on SHARE of its seeds)."""
+    s = stored["settings"]
+    lrs = s["block_lrs"] if blocks else s["lrs"]
+    return [lr for lr in lrs if reached(needle_length_acc(stored, blocks, pooling, lr=lr)[1], HELD, min_share=SHARE)]
+
+
 def check_needle_length(stored):
-    """Trained at 16 tokens: what holds at 8x, at each pooling's chosen rate and across the grid."""
+    """Trained at 16 tokens: what holds at 8x, at each pooling's chosen rate and across the grid.
+
+    One rule for every level claim (HELD on at least SHARE of the seeds); the curves at the chosen
+    rates are read at their end only where the 8x validation accuracy has levelled off (the rule of
+    ``check_majority``: it rose by at most MARGIN over the last fifth of training)."""
     s = stored["settings"]
     long, short = max(s["test_lengths"]), min(s["test_lengths"])
     out = []
     for p in s["no_attention"]:
-        _, acc = needle_length_acc(stored, 0, p)
         _, acc16 = needle_length_acc(stored, 0, p, n=short)
-        out.append(reached(acc16, HELD, min_share=0.75, name=f"no attention, {p}, n={short} (the training length)"))
-        if p in ("mean", "sum"):
-            out.append(Verdict(f"no attention, {p}, n={long}: near chance on every seed (max {np.max(acc):.3f} "
-                               f"<= {CHANCE})", bool(np.max(acc) <= CHANCE), {"values": np.round(acc, 4).tolist()}))
+        out.append(reached(acc16, HELD, min_share=SHARE, name=f"no attention, {p}, n={short} (the training length)"))
+        if p in ("mean", "sum"):  # a threshold learned at 16 tokens: no rate of the grid carries it to 8x
+            worst = max(float(np.max(needle_length_acc(stored, 0, p, lr=lr)[1])) for lr in s["lrs"])
+            out.append(Verdict(f"no attention, {p}, n={long}: near chance on every seed at every rate of the grid "
+                               f"(max {worst:.3f} <= {CHANCE})", bool(worst <= CHANCE),
+                               {"max over seeds, per rate": {f"{lr:g}": float(np.max(needle_length_acc(
+                                   stored, 0, p, lr=lr)[1])) for lr in s["lrs"]}}))
         else:
-            out.append(reached(acc, HELD, min_share=0.75, name=f"no attention, {p}, n={long}"))
-    # one block, each at its own best rate: both hold the needle at 8x
-    out.append(reached(needle_length_acc(stored, 1, "mean")[1], HELD, min_share=0.95,
-                       name=f"one block, mean at its chosen rate, n={long}"))
-    out.append(reached(needle_length_acc(stored, 1, "cls")[1], HELD, min_share=0.75,
-                       name=f"one block, [CLS] at its chosen rate, n={long}"))
-    # ... but across the rate grid the mean holds far more often (each seed's 8x accuracy averaged over the grid)
+            out.append(reached(needle_length_acc(stored, 0, p)[1], HELD, min_share=SHARE,
+                               name=f"no attention, {p}, n={long}"))
+    # one block, each at its own chosen rate: every head holds the needle at 8x
+    names = {"mean": "mean", "cls": "[CLS]", "rnn": "GRU head"}
+    for p in s["one_block"]:
+        out.append(reached(needle_length_acc(stored, 1, p)[1], HELD, min_share=SHARE,
+                           name=f"one block, {names.get(p, p)} at its chosen rate, n={long}"))
+    # the 8x validation curves at the chosen rates have levelled off
+    rates = needle_length_rates(stored)
+    for (blocks, p), lr in rates.items():
+        rec = stored["units"][_length_key(blocks, p, lr)]
+        k = s["tune_seeds"] if (blocks and p != "rnn") else 0
+        where = "one block" if blocks else "no attention"
+        out.append(converged(1 - np.asarray(rec["eval"])[k:], window=0.2, rtol=0, atol=MARGIN, min_share=SHARE,
+                             name=f"needle, {where}, {p} @ {lr:g}, 8x validation error"))
+    # ... but the mean holds at more rates of the grid than [CLS], and averaged over the grid it is ahead
+    held = {p: rates_held(stored, 1, p) for p in ("mean", "cls")}
+    out.append(Verdict(f"one block: the mean holds the needle at 8x at {len(held['mean'])} of {len(s['block_lrs'])} "
+                       f"rates, more than [CLS] at {len(held['cls'])}", len(held["mean"]) > len(held["cls"]),
+                       {p: [f"{lr:g}" for lr in v] for p, v in held.items()}))
     out.append(better(rate_grid_rows(stored), "acc", "mean", "cls"))
     out[-1].claim = "one block, averaged over the rate grid, 8x: " + out[-1].claim
-    if "rnn" in s["one_block"]:
-        out.append(reached(needle_length_acc(stored, 1, "rnn")[1], HELD, min_share=0.75,
-                           name=f"one block, GRU head at its chosen rate, n={long}"))
     return out
 
 
@@ -347,18 +378,26 @@ def majority_leads(stored):
 
 
 def check_majority(stored):
-    """At convergence: the 8x curves have levelled off, every pooling fits 16 tokens, and the mean is
-    ahead of [CLS] at 8x. (The short runs are shown beside, as the old budget; no claim rests on them.)"""
+    """At convergence: the 8x curves have levelled off (the 8x validation error fell by at most MARGIN,
+    4 of the 200 validation sequences, over the last fifth of training), every pooling fits 16 tokens,
+    the mean is ahead of [CLS] and of the GRU head at 8x, and its lead over [CLS] did not shrink from
+    the short runs to the end by as much as the issue reported (ISSUE_SHRINK). The GRU head against
+    [CLS] is not claimed."""
     s = stored["settings"]
     out = []
     for p in s["poolings"]:
         u = stored["units"][p]
-        out.append(converged(1 - np.asarray(u["eval"]), window=0.2, rtol=0, atol=0.02, min_share=0.75,
+        out.append(converged(1 - np.asarray(u["eval"]), window=0.2, rtol=0, atol=MARGIN, min_share=SHARE,
                              name=f"majority, {p}, 8x validation error"))
-        out.append(reached(u["test_acc n=16"], HELD, min_share=0.75, name=f"majority, {p}, n=16"))
+        out.append(reached(u["test_acc n=16"], HELD, min_share=SHARE, name=f"majority, {p}, n=16"))
     rows = majority_rows(stored)
-    out.append(better(rows, "acc", "mean", "cls"))
-    out[-1].claim = f"majority at 8x after {s['steps']} steps: " + out[-1].claim
+    for other in [p for p in ("cls", "rnn") if p in s["poolings"]]:
+        out.append(better(rows, "acc", "mean", other))
+        out[-1].claim = f"majority at 8x after {s['steps']} steps: " + out[-1].claim
+    if s["short_steps"]:
+        out.append(equivalent(majority_leads(stored), "lead", "short", "long", margin=ISSUE_SHRINK))
+        out[-1].claim = (f"majority, the mean's lead over [CLS] after {s['short_steps']} minus after {s['steps']} "
+                         f"steps (a shrink as large as the issue's is excluded): " + out[-1].claim)
     return out
 
 
@@ -404,14 +443,29 @@ def text_rows(stored):
 
 
 def check_text(stored):
-    """Real text: max and attention pooling are within 2 points of the mean on held-out movies.
+    """Real text: the validation curves have levelled off (rose by at most MARGIN over the last fifth of
+    training), max and attention pooling are within MARGIN of the mean on held-out movies, and [CLS]'s
+    test accuracy is more spread over seeds than the mean's (Brown-Forsythe test, 5 % level: robust to
+    a few outlying seeds, unlike the F test).
 
-    [CLS] is compared in the chapter but not claimed: its seed-to-seed spread on this data is
-    several times the others', and its paired interval against the mean does not fit inside the
-    margin with the seeds this budget allows."""
+    [CLS] against the mean on average is not claimed: with 8 seeds its paired interval is neither
+    above 0 nor inside the margin (the chapter says what would decide it)."""
+    from scipy.stats import levene
+
+    s = stored["settings"]
     rows = text_rows(stored)
-    return [equivalent(rows, "acc", p, "mean", margin=MARGIN)
-            for p in stored["settings"]["poolings"] if p not in ("mean", "cls")]
+    out = [converged(1 - np.asarray(stored["units"][p]["eval"]), window=0.2, rtol=0, atol=MARGIN, min_share=SHARE,
+                     name=f"text, {p}, validation error") for p in s["poolings"]]
+    out += [equivalent(rows, "acc", p, "mean", margin=MARGIN) for p in s["poolings"] if p not in ("mean", "cls")]
+    if {"cls", "mean"} <= set(s["poolings"]):
+        cls, mean = (np.asarray(stored["units"][p]["test_acc"], dtype=float) for p in ("cls", "mean"))
+        sd_cls, sd_mean = float(np.std(cls, ddof=1)), float(np.std(mean, ddof=1))
+        p_value = float(levene(cls, mean, center="median").pvalue)
+        out.append(Verdict(f"text: [CLS]'s test accuracy varies more over seeds than the mean's: sd {sd_cls:.4f} vs "
+                           f"{sd_mean:.4f} ({sd_cls / sd_mean:.1f}x), Brown-Forsythe p = {p_value:.4f} "
+                           f"(needs sd larger and p < 0.05)", bool(sd_cls > sd_mean and p_value < 0.05),
+                           {"sd_cls": sd_cls, "sd_mean": sd_mean, "ratio": sd_cls / sd_mean, "p": p_value}))
+    return out
 
 
 EXPERIMENTS = [
