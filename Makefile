@@ -92,13 +92,15 @@ student: setup
 	$(BIN)/python scripts/student_edition.py chapters student
 
 # One chapter as one nbgrader assignment, in grading/ (teachers.md, "Grading"): its exercises
-# only, graded by hidden tests. Builds nbgrader's source, releases it, then autogrades the
-# reference solutions once in a scratch folder: it stops if they miss a mark, and prints how
-# long one submission took here and so how long a class of 100 takes (one after another).
+# only; the marks are decided outside the students' notebooks (grading/judge.py). Builds
+# nbgrader's source with a random secret seed for the hidden inputs (SEED=... fixes one),
+# releases it, then autogrades the reference solutions once in a scratch folder: it stops if
+# they miss a mark, and prints how long one submission took here and so how long a class of
+# 100 takes (one after another). It refuses while submissions are in (FORCE=1 overrides).
 #   make assignment CHAPTER=02_shapes   -> grading/release/02_shapes/02_shapes.ipynb
 assignment: setup
 	@test -f "chapters/$(CHAPTER).ipynb" || { echo 'usage: make assignment CHAPTER=02_shapes (a notebook in chapters/, without .ipynb)'; exit 2; }
-	$(BIN)/python grading/assignment.py $(CHAPTER)
+	$(BIN)/python grading/assignment.py $(CHAPTER) $(if $(SEED),--seed $(SEED)) $(if $(FORCE),--force)
 
 benchmark: setup
 	$(BIN)/python benchmarks/run.py
