@@ -5,9 +5,11 @@
                 (chosen on validation sequences), trained to its plateau. Capacity or speed?
 ``placements``  the block variants of the chapter (the learner's proposals among them) on a small
                 bigram lookup, at 2 and 6 blocks and at three learning rates, every rate on the
-                same seeds: final held-out accuracy, speed (mean held-out accuracy over training)
-                and how many seeds fail; compared with the standard block at each variant's own
-                best rate, and seed by seed at the rates they share (:data:`SHARED_RATES`).
+                same seeds: final held-out accuracy, speed (mean held-out accuracy over the first
+                :data:`WINDOW` steps, the same window at every depth) and how many seeds fail;
+                compared with the standard block at each variant's own best rate (the headline),
+                and seed by seed at the rates they share (:data:`SHARED_RATES`, the low-noise
+                secondary measure).
 
 The tasks are :func:`attnlib.probes.bigram_lookup` tables; the models are
 :class:`attnlib.models.TokenClassifier` with the :class:`attnlib.block.TransformerBlock` switches.
@@ -123,13 +125,16 @@ def mlp_plateau(stored, arm):
 
 def check_mlp(stored):
     """Capacity or speed? Every arm at its plateau; the blocks without an MLP end within MARGIN of the MLP
-    block; at the same width, the block without an MLP needs more steps to reach 95 %."""
+    block; at the same width, the block without an MLP needs more steps to reach 95 % than the MLP block,
+    and more than the wider block without an MLP (extra parameters buy speed; each arm at its chosen rate)."""
     acc = mlp_rows(stored)
     verdicts = [mlp_plateau(stored, arm) for arm in MLP_ARMS]
     verdicts.append(reached([r["accuracy"] for r in acc if r["config"] == "with MLP"], 0.98, name="with MLP"))
     for arm in ("no MLP", "no MLP, d_model = 28"):
         verdicts.append(equivalent(acc, "accuracy", arm, "with MLP", margin=MARGIN))
-    verdicts.append(better(mlp_speed_rows(stored), "steps to 95%", "no MLP", "with MLP"))
+    speed = mlp_speed_rows(stored)
+    verdicts.append(better(speed, "steps to 95%", "no MLP", "with MLP"))
+    verdicts.append(better(speed, "steps to 95%", "no MLP", "no MLP, d_model = 28"))
     return verdicts
 
 
@@ -216,13 +221,26 @@ def placement_run(stored, depth, name, lr=None):
     return stored["units"][key(depth, lr, name)]
 
 
+#: Speed is the mean held-out accuracy over the evaluations in the first WINDOW training steps: the same
+#: window at 2 blocks (trained 600 steps) and at 6 (trained 400), so that gaps can be compared across depths.
+#: (The live run trains 300 steps, all inside the window.)
+WINDOW = 400
+
+
+def window_speed(run, window=WINDOW):
+    """Per seed: the mean held-out accuracy over the evaluations at steps <= ``window`` of a placement record."""
+    step, curves = np.asarray(run["eval_step"]), np.asarray(run["eval"], dtype=float)
+    return curves[:, step <= window].mean(1)
+
+
 def placement_rows(stored, depth, value, lr=None):
     """Per-seed rows ``{"config": variant, "seed", value}`` at ``depth``, each variant at its chosen rate
-    (or all at ``lr``)."""
+    (or all at ``lr``). ``value`` "speed" is :func:`window_speed`; any other is read from the record."""
     out = []
     for name in stored["settings"]["variants"]:
         u = placement_run(stored, depth, name, lr)
-        out += [{"config": name, "seed": seed, value: v} for seed, v in zip(u["seeds"], u[value])]
+        vals = window_speed(u) if value == "speed" else u[value]
+        out += [{"config": name, "seed": seed, value: float(v)} for seed, v in zip(u["seeds"], vals)]
     return out
 
 
@@ -237,22 +255,41 @@ def failures(stored, depth, name, lr):
 SHARED_RATES = [3e-3, 1e-2]
 SHARED = "speed at shared rates"  # the name of that measure: speed averaged over SHARED_RATES, per seed
 
+P1, P2 = "post-LN + ReLU", "post-LN, ReLU in front"  # the learner's two proposals, as written
+BRANCH_SLOWER = ("pre-activation", P2, "ReLU on Q/K/V")  # a ReLU on what a sub-layer reads
+
 #: The chapter's claims on the full-scale placements, each against pre-LN, as (depth, variant, measure,
-#: claim): measure "speed" or "accuracy" at each block's own best rate, or SHARED; claim "same" (equivalent
-#: within MARGIN) or "lower" (pre-LN ahead: paired interval above 0, on >= 75 % of the seeds).
+#: claim): measure "speed" or "accuracy" at each block's own best rate (the headline), or SHARED (the
+#: low-noise secondary measure); claim "same" (equivalent within MARGIN) or "lower" (pre-LN ahead: paired
+#: interval above 0, on >= 75 % of the seeds). Proposal 1's speed at 2 blocks is claimed at the shared rates
+#: only: at the own rates its interval reaches past -MARGIN (the chapter says so).
 CLAIMS = (
-    [(d, "ReLU after attention", m, "same") for d in (2, 6) for m in (SHARED, "accuracy")]
-    + [(d, "ReLU on the stream", "accuracy", "same") for d in (2, 6)]
-    + [(2, name, SHARED, "same") for name in ("post-LN", "post-LN + ReLU", "ReLU on the stream")]
-    + [(6, "ReLU on the stream", SHARED, "lower")]
-    + [(d, name, SHARED, "lower") for d in (2, 6) for name in ("pre-activation", "post-LN, ReLU in front",
-                                                                  "ReLU on Q/K/V")]
-    + [(d, name, "speed", "lower") for d in (2, 6) for name in ("pre-activation", "post-LN, ReLU in front")]
-    + [(6, "post-LN + ReLU", m, "lower") for m in (SHARED, "speed")]
+    # own rates
+    [(2, name, "speed", "same") for name in ("post-LN", "ReLU on the stream", "ReLU after attention")]
+    + [(6, "ReLU after attention", "speed", "same")]
+    + [(d, name, "speed", "lower") for d in (2, 6) for name in BRANCH_SLOWER]
+    + [(6, name, "speed", "lower") for name in ("post-LN", P1, "ReLU on the stream")]
+    + [(2, name, "accuracy", "same") for name in VARIANTS if name != "pre-LN"]
+    + [(6, name, "accuracy", "same") for name in ("ReLU after attention", "ReLU on the stream", P2, "ReLU on Q/K/V")]
+    + [(6, P1, "accuracy", "lower")]
+    # shared rates
+    + [(2, name, SHARED, "same") for name in ("post-LN", P1, "ReLU on the stream", "ReLU after attention")]
+    + [(6, "ReLU after attention", SHARED, "same")]
+    + [(d, name, SHARED, "lower") for d in (2, 6) for name in BRANCH_SLOWER]
+    + [(6, name, SHARED, "lower") for name in (P1, "ReLU on the stream")]
 )
+#: The ReLU's own cost in the learner's proposals: each proposal against post-LN, the block it adds a ReLU to,
+#: as (depth, proposal, measure), own rates; claim "lower" (post-LN ahead, as above).
+RELU_COST = [(d, name, "speed") for d in (2, 6) for name in (P1, P2)] + [(6, P1, "accuracy")]
+#: How a gap changes with depth, (variant, measure, claim): "grows" (the gap to pre-LN is larger at 6 blocks
+#: than at 2: paired interval of gap(2) - gap(6) above 0, on >= 75 % of the seeds) or "same" (gap(6) - gap(2)
+#: within MARGIN). Speed over the common window, so both depths are read over the same steps.
+DEPTH = [("post-LN", "speed", "grows"), (P1, "speed", "grows"), ("ReLU on the stream", SHARED, "grows"),
+         ("pre-activation", SHARED, "same"), ("ReLU on Q/K/V", SHARED, "same")]
 #: Where a variant breaks: (variant, depth, rate) at which pre-LN ends ahead in final accuracy (paired
 #: interval above 0) and at least a quarter of the variant's seeds fail (final accuracy below FAILED).
-BREAKS = [("post-LN + ReLU", 6, 1e-2), ("post-LN", 6, 3e-2)]
+#: 3e-2 is the standard block's own rate at 2 blocks, 1e-2 at 6.
+BREAKS = [(P1, 2, 3e-2), (P1, 6, 1e-2), ("post-LN", 6, 3e-2)]
 #: (depth, rate) at which the standard block learns the table on every seed (held-out accuracy >= FAILED)
 STANDARD_LEARNS = [(d, lr) for d in (2, 6) for lr in SHARED_RATES]
 #: The live run's claims (2 blocks, one rate): final accuracy within MARGIN of pre-LN, and slower.
@@ -261,11 +298,12 @@ LIVE_SLOWER = ["pre-activation", "post-LN, ReLU in front", "ReLU on Q/K/V"]
 
 
 def shared_rows(stored, depth):
-    """Per-seed rows ``{"config", "seed", SHARED}``: each block's speed averaged over :data:`SHARED_RATES`."""
+    """Per-seed rows ``{"config", "seed", SHARED}``: each block's speed (:func:`window_speed`) averaged over
+    :data:`SHARED_RATES`."""
     out = []
     for name in stored["settings"]["variants"]:
         runs = [placement_run(stored, depth, name, lr) for lr in SHARED_RATES]
-        speed = np.mean([r["speed"] for r in runs], axis=0)
+        speed = np.mean([window_speed(r) for r in runs], axis=0)
         out += [{"config": name, "seed": seed, SHARED: float(v)} for seed, v in zip(runs[0]["seeds"], speed)]
     return out
 
@@ -275,19 +313,53 @@ def rows_for(stored, depth, measure):
     return shared_rows(stored, depth) if measure == SHARED else placement_rows(stored, depth, measure)
 
 
-def speed_gaps(stored, measure="speed"):
-    """``{depth: {variant: {"diff", "lo", "hi", ...}}}``: the paired 95 % interval of variant - pre-LN on
-    ``measure`` (see :func:`rows_for`)."""
+def speed_gaps(stored, measure="speed", reference="pre-LN"):
+    """``{depth: {variant: {"diff", "lo", "hi", ...}}}``: the paired 95 % interval of variant - ``reference``
+    on ``measure`` (see :func:`rows_for`)."""
     out = {}
     for depth in stored["settings"]["depths"]:
         rows = rows_for(stored, depth, measure)
-        out[depth] = {name: equivalent(rows, measure, name, "pre-LN", margin=MARGIN).numbers
-                      for name in stored["settings"]["variants"] if name != "pre-LN"}
+        out[depth] = {name: equivalent(rows, measure, name, reference, margin=MARGIN).numbers
+                      for name in stored["settings"]["variants"] if name != reference}
     return out
 
 
+def depth_rows(stored, name, measure):
+    """Per-seed rows ``{"config": "2 blocks" | "6 blocks", "seed", "gap"}``: ``name`` minus pre-LN on
+    ``measure`` at each depth (seeds are paired across depths by their number)."""
+    out = []
+    for depth in stored["settings"]["depths"]:
+        vals = {}
+        for r in rows_for(stored, depth, measure):
+            vals.setdefault(r["config"], {})[r["seed"]] = r[measure]
+        out += [{"config": f"{depth} blocks", "seed": s, "gap": vals[name][s] - vals["pre-LN"][s]}
+                for s in vals[name]]
+    return out
+
+
+def depth_verdict(stored, name, measure, claim):
+    """:data:`DEPTH`'s claim on ``name``: its gap to pre-LN grows from 2 to 6 blocks, or stays within MARGIN."""
+    lo, hi = (f"{d} blocks" for d in (min(stored["settings"]["depths"]), max(stored["settings"]["depths"])))
+    rows = depth_rows(stored, name, measure)
+    v = (better(rows, "gap", lo, hi) if claim == "grows" else equivalent(rows, "gap", hi, lo, margin=MARGIN))
+    v.claim = f"{name} - pre-LN on {measure}, {lo} vs {hi}: {v.claim}"
+    return v
+
+
+def no_better(stored, depth, measure):
+    """No variant is ahead of pre-LN by MARGIN or more on ``measure`` at ``depth``: the upper end of every
+    paired 95 % interval of variant - pre-LN lies below MARGIN (a one-sided equivalence)."""
+    rows = rows_for(stored, depth, measure)
+    his = {name: equivalent(rows, measure, name, "pre-LN", margin=MARGIN).numbers["hi"]
+           for name in stored["settings"]["variants"] if name != "pre-LN"}
+    top = max(his, key=his.get)
+    return Verdict(f"{depth} blocks: no variant ahead of pre-LN by {MARGIN:g} on {measure}: highest upper end "
+                   f"{his[top]:+.3f} ({top})", his[top] < MARGIN, {"hi": his})
+
+
 def _claims(stored):
-    """:data:`CLAIMS`, :data:`BREAKS` and :data:`STANDARD_LEARNS` as (depth, variant, measure, claim, Verdict)."""
+    """:data:`CLAIMS`, :data:`RELU_COST`, :data:`DEPTH`, :data:`BREAKS` and :data:`STANDARD_LEARNS` as
+    (depth, variant, measure, claim, Verdict); depth None for a claim across depths."""
     out = []
     for depth, name, measure, claim in CLAIMS:
         rows = rows_for(stored, depth, measure)
@@ -295,6 +367,14 @@ def _claims(stored):
              else better(rows, measure, "pre-LN", name))
         v.claim = f"{depth} blocks: {v.claim}"
         out.append((depth, name, measure, claim, v))
+    for depth, name, measure in RELU_COST:
+        v = better(rows_for(stored, depth, measure), measure, "post-LN", name)
+        v.claim = f"{depth} blocks, the ReLU's own cost: {v.claim}"
+        out.append((depth, name, measure, "below post-LN", v))
+    for name, measure, claim in DEPTH:
+        out.append((None, name, measure, f"gap {claim} with depth", depth_verdict(stored, name, measure, claim)))
+    for depth in stored["settings"]["depths"]:
+        out.append((depth, "every variant", "speed", "none ahead", no_better(stored, depth, "speed")))
     for name, depth, lr in BREAKS:
         rows = placement_rows(stored, depth, "accuracy", lr=lr)
         fails = failures(stored, depth, name, lr)
@@ -312,7 +392,8 @@ def _claims(stored):
 
 def check_placements(stored):
     """The chapter's conclusions on the placements: the standard block at its plateau, then :data:`CLAIMS`,
-    :data:`BREAKS` and :data:`STANDARD_LEARNS`."""
+    :data:`RELU_COST`, :data:`DEPTH`, no variant ahead by the margin, :data:`BREAKS` and
+    :data:`STANDARD_LEARNS`."""
     verdicts = []
     for depth in stored["settings"]["depths"]:
         u = placement_run(stored, depth, "pre-LN")
@@ -324,10 +405,11 @@ def check_placements(stored):
 
 def verdict_table(stored):
     """One row per variant and depth: its gaps to pre-LN (points, paired 95 % interval) on the three measures,
-    with the claim the chapter makes on each, and where it breaks."""
-    claims = {(d, name, m): c for d, name, m, c, _ in _claims(stored)}
+    own rates first, with the claim the chapter makes on each, and where it breaks."""
+    verdicts = _claims(stored)
+    claims = {(d, name, m): c for d, name, m, c, _ in verdicts if c in ("same", "lower")}
     breaks = {}
-    for d, name, m, c, _ in _claims(stored):
+    for d, name, m, c, _ in verdicts:
         if c == "breaks":
             breaks.setdefault((d, name), []).append(m)
     label = {"same": "(same)", "lower": "(lower)"}
@@ -337,8 +419,8 @@ def verdict_table(stored):
             if name == "pre-LN":
                 continue
             row = {"blocks": depth, "block": name}
-            for measure, head in ((SHARED, "speed, shared rates"), ("speed", "speed, own rate"),
-                                  ("accuracy", "final, own rate")):
+            for measure, head in (("speed", "speed, own rate"), ("accuracy", "final, own rate"),
+                                  (SHARED, "speed, shared rates")):
                 g = equivalent(rows_for(stored, depth, measure), measure, name, "pre-LN", margin=MARGIN).numbers
                 row[head] = (f"{100 * g['diff']:+.1f} [{100 * g['lo']:+.1f}, {100 * g['hi']:+.1f}] "
                              + label.get(claims.get((depth, name, measure)), ""))
@@ -348,7 +430,7 @@ def verdict_table(stored):
 
 
 def rate_table(stored):
-    """Per depth, variant and rate: mean speed / mean final accuracy (seeds that fail)."""
+    """Per depth, variant and rate: mean speed (:func:`window_speed`) / mean final accuracy (seeds that fail)."""
     rows = []
     for depth in stored["settings"]["depths"]:
         chosen = stored["units"]["chosen"][f"{depth} blocks"]
@@ -357,15 +439,15 @@ def rate_table(stored):
             for lr in stored["settings"]["lrs"]:
                 u = placement_run(stored, depth, name, lr)
                 star = "*" if chosen[name] == lr else " "
-                row[f"lr {lr:g}"] = (f"{np.mean(u['speed']):.3f} / {np.mean(u['accuracy']):.3f} "
+                row[f"lr {lr:g}"] = (f"{np.mean(window_speed(u)):.3f} / {np.mean(u['accuracy']):.3f} "
                                      f"({failures(stored, depth, name, lr)}){star}")
             rows.append(row)
     return rows
 
 
 def plot_placements(stored, colors=None):
-    """The depth figure: learning curves at the deepest stack, speed gaps against depth, final accuracy
-    against the learning rate at the deepest stack. Returns the figure."""
+    """The depth figure: learning curves at the deepest stack, speed gaps (each block at its own rate) against
+    depth, final accuracy against the learning rate at the deepest stack. Returns the figure."""
     import matplotlib.pyplot as plt
     from ..plotting import PALETTE, seed_band
 
@@ -379,7 +461,7 @@ def plot_placements(stored, colors=None):
         seed_band(axes[0], u["eval_step"], u["eval"], label=name, color=colors[name])
     axes[0].set_xlabel("training step")
     axes[0].set_ylabel(f"held-out accuracy, {deep} blocks")
-    gaps = speed_gaps(stored, SHARED)
+    gaps = speed_gaps(stored, "speed")
     width = 0.8 / (len(names) - 1)
     for i, name in enumerate(n for n in names if n != "pre-LN"):
         x = np.arange(len(depths)) + (i - (len(names) - 2) / 2) * width
@@ -390,7 +472,7 @@ def plot_placements(stored, colors=None):
     axes[1].axhspan(-100 * MARGIN, 100 * MARGIN, color="k", alpha=0.08, lw=0)
     axes[1].axhline(0, color="k", lw=0.8)
     axes[1].set_xticks(range(len(depths)), [f"{d} blocks" for d in depths])
-    axes[1].set_ylabel("speed minus pre-LN's (points),\nat the shared rates")
+    axes[1].set_ylabel(f"speed minus pre-LN's (points),\nfirst {WINDOW} steps, own rates")
     for name in names:
         acc = np.array([placement_run(stored, deep, name, lr)["accuracy"] for lr in lrs])
         axes[2].plot(lrs, acc.mean(1), "o-", color=colors[name], label=name, ms=4)
