@@ -27,7 +27,11 @@ def _markdown(path):
 
 
 def words(text: str) -> int:
-    """Words of prose: math, code spans, roles' targets and link targets do not count."""
+    """Words of prose as a reader sees them: a math expression, a code span and a glued number count as
+    one word each, a glossary link as the words it shows; link targets do not count."""
+    text = re.sub(r"\{glue(?::\w+)?\}`[^`]*`", " 0 ", text)  # renders as one number
+    text = re.sub(r"\{term\}`([^`<]*?)\s*(?:<[^>]*>)?`", r" \1 ", text)  # renders as its text
+    text = re.sub(r"\{[\w:-]+\}`[^`]*`", " x ", text)  # any other role (a citation, a reference)
     text = re.sub(r"\$\$.*?\$\$|\$[^$\n]+\$", " x ", text, flags=re.S)
     text = re.sub(r"`[^`]*`", " x ", text)
     text = re.sub(r"\]\([^)]*\)", "]", text)
@@ -95,5 +99,7 @@ def test_intro_gives_each_chapter_one_short_line():
 def test_word_counts_count_what_a_reader_reads():
     # math and a code span count as one word each; a link counts its text, not its target
     assert words("The gap was $x^2$ and `code` [here](a.md) 2.5 points.") == 9
+    assert words("A gap of {glue:text}`ch1_gap:.1f` points on the {term}`residual stream`.") == 9
+    assert words("The {term}`needle <needle task>` and {cite}`vaswani2017attention`.") == 4
     md = "Open.\n\n:::{dropdown} How sure are we?\nhidden words here\n:::\n\nShut."
     assert "hidden" not in re.sub(r"^(`{3,}|:{3,})\{dropdown\}.*?^\1\s*$", "", md, flags=re.S | re.M)
