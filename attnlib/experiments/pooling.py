@@ -444,27 +444,17 @@ def text_rows(stored):
 
 def check_text(stored):
     """Real text: the validation curves have levelled off (rose by at most MARGIN over the last fifth of
-    training), max and attention pooling are within MARGIN of the mean on held-out movies, and [CLS]'s
-    test accuracy is more spread over seeds than the mean's (Brown-Forsythe test, 5 % level: robust to
-    a few outlying seeds, unlike the F test).
+    training), and max and attention pooling are within MARGIN of the mean on held-out movies.
 
-    [CLS] against the mean on average is not claimed: with 8 seeds its paired interval is neither
-    above 0 nor inside the margin (the chapter says what would decide it)."""
-    from scipy.stats import levene
-
+    [CLS] against the mean is not claimed, neither on average (with 8 seeds its paired interval is neither
+    above 0 nor inside the margin; the chapter says what would decide it) nor in its spread over seeds: at
+    base seed 0 [CLS]'s test accuracy was 3.6 times as spread as the mean's (Brown-Forsythe p = 0.004), at
+    base seed 1820001 1.4 times (p = 0.39), so a check of it failed at a fresh base seed."""
     s = stored["settings"]
     rows = text_rows(stored)
     out = [converged(1 - np.asarray(stored["units"][p]["eval"]), window=0.2, rtol=0, atol=MARGIN, min_share=SHARE,
                      name=f"text, {p}, validation error") for p in s["poolings"]]
     out += [equivalent(rows, "acc", p, "mean", margin=MARGIN) for p in s["poolings"] if p not in ("mean", "cls")]
-    if {"cls", "mean"} <= set(s["poolings"]):
-        cls, mean = (np.asarray(stored["units"][p]["test_acc"], dtype=float) for p in ("cls", "mean"))
-        sd_cls, sd_mean = float(np.std(cls, ddof=1)), float(np.std(mean, ddof=1))
-        p_value = float(levene(cls, mean, center="median").pvalue)
-        out.append(Verdict(f"text: [CLS]'s test accuracy varies more over seeds than the mean's: sd {sd_cls:.4f} vs "
-                           f"{sd_mean:.4f} ({sd_cls / sd_mean:.1f}x), Brown-Forsythe p = {p_value:.4f} "
-                           f"(needs sd larger and p < 0.05)", bool(sd_cls > sd_mean and p_value < 0.05),
-                           {"sd_cls": sd_cls, "sd_mean": sd_mean, "ratio": sd_cls / sd_mean, "p": p_value}))
     return out
 
 
