@@ -261,35 +261,39 @@ BRANCH_SLOWER = ("pre-activation", P2, "ReLU on Q/K/V")  # a ReLU on what a sub-
 #: The chapter's claims on the full-scale placements, each against pre-LN, as (depth, variant, measure,
 #: claim): measure "speed" or "accuracy" at each block's own best rate (the headline), or SHARED (the
 #: low-noise secondary measure); claim "same" (equivalent within MARGIN) or "lower" (pre-LN ahead: paired
-#: interval above 0, on >= 75 % of the seeds). Proposal 1's speed at 2 blocks is claimed at the shared rates
-#: only: at the own rates its interval reaches past -MARGIN (the chapter says so).
+#: interval above 0, on >= 75 % of the seeds). A second full-scale run (base seed 1820001) failed seven of
+#: the first version's claims, now dropped: at 6 blocks, the ReLU on Q/K/V and on the stream slower at their
+#: own rates (10/16 and 11/16 seeds), proposal 1 less accurate (interval reaching 0, also against post-LN),
+#: post-LN's gap growing with depth, proposal 1 failing at 2 blocks and 3e-2 (1/16 seeds) and within the
+#: margin at 2 blocks at the shared rates (-1.6 [-2.2, -1.0]). The ReLU on Q/K/V and on the stream are
+#: claimed at the shared rates, where both runs decide them on >= 15/16 seeds.
 CLAIMS = (
     # own rates
     [(2, name, "speed", "same") for name in ("post-LN", "ReLU on the stream", "ReLU after attention")]
     + [(6, "ReLU after attention", "speed", "same")]
-    + [(d, name, "speed", "lower") for d in (2, 6) for name in BRANCH_SLOWER]
-    + [(6, name, "speed", "lower") for name in ("post-LN", P1, "ReLU on the stream")]
+    + [(d, name, "speed", "lower") for d in (2, 6) for name in ("pre-activation", P2)]
+    + [(2, "ReLU on Q/K/V", "speed", "lower")]
+    + [(6, name, "speed", "lower") for name in ("post-LN", P1)]
     + [(2, name, "accuracy", "same") for name in VARIANTS if name != "pre-LN"]
     + [(6, name, "accuracy", "same") for name in ("ReLU after attention", "ReLU on the stream", P2, "ReLU on Q/K/V")]
-    + [(6, P1, "accuracy", "lower")]
     # shared rates
-    + [(2, name, SHARED, "same") for name in ("post-LN", P1, "ReLU on the stream", "ReLU after attention")]
+    + [(2, name, SHARED, "same") for name in ("post-LN", "ReLU on the stream", "ReLU after attention")]
     + [(6, "ReLU after attention", SHARED, "same")]
     + [(d, name, SHARED, "lower") for d in (2, 6) for name in BRANCH_SLOWER]
     + [(6, name, SHARED, "lower") for name in (P1, "ReLU on the stream")]
 )
 #: The ReLU's own cost in the learner's proposals: each proposal against post-LN, the block it adds a ReLU to,
 #: as (depth, proposal, measure), own rates; claim "lower" (post-LN ahead, as above).
-RELU_COST = [(d, name, "speed") for d in (2, 6) for name in (P1, P2)] + [(6, P1, "accuracy")]
+RELU_COST = [(d, name, "speed") for d in (2, 6) for name in (P1, P2)]
 #: How a gap changes with depth, (variant, measure, claim): "grows" (the gap to pre-LN is larger at 6 blocks
 #: than at 2: paired interval of gap(2) - gap(6) above 0, on >= 75 % of the seeds) or "same" (gap(6) - gap(2)
 #: within MARGIN). Speed over the common window, so both depths are read over the same steps.
-DEPTH = [("post-LN", "speed", "grows"), (P1, "speed", "grows"), ("ReLU on the stream", SHARED, "grows"),
+DEPTH = [(P1, "speed", "grows"), ("ReLU on the stream", SHARED, "grows"),
          ("pre-activation", SHARED, "same"), ("ReLU on Q/K/V", SHARED, "same")]
 #: Where a variant breaks: (variant, depth, rate) at which pre-LN ends ahead in final accuracy (paired
 #: interval above 0) and at least a quarter of the variant's seeds fail (final accuracy below FAILED).
-#: 3e-2 is the standard block's own rate at 2 blocks, 1e-2 at 6.
-BREAKS = [(P1, 2, 3e-2), (P1, 6, 1e-2), ("post-LN", 6, 3e-2)]
+#: 1e-2 is the standard block's own rate at 6 blocks.
+BREAKS = [(P1, 6, 1e-2), ("post-LN", 6, 3e-2)]
 #: (depth, rate) at which the standard block learns the table on every seed (held-out accuracy >= FAILED)
 STANDARD_LEARNS = [(d, lr) for d in (2, 6) for lr in SHARED_RATES]
 #: The live run's claims (2 blocks, one rate): final accuracy within MARGIN of pre-LN, and slower.
