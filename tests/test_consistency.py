@@ -58,3 +58,18 @@ def test_chapter_time_is_the_one_the_guide_gives(path):
     if plus:
         assert re.search(rf"plus\s+{plus.group(1)}\s+for\s+the\s+exercises", section), \
             f"{path.name}: the chapter gives {plus.group(1)} minutes for its exercises, teachers.md does not"
+
+
+def test_readme_cost_table_is_the_stored_provenance():
+    """The README's full-scale cost table (CPU seconds per chapter) is the sum of the stored files'
+    provenance, so that a re-run of `make results` that changes a cost cannot leave the table behind."""
+    table = PAGES["README.md"].split("## Full-scale results")[1].split("\n## ")[0]
+    rows = dict(re.findall(r"^\s*\| (\d\d_\w+|all) \|[^|]*\| (\d+) \|", table, flags=re.M))
+    stored = {}
+    for path in sorted((ROOT / "results").glob("0*/*.json")):
+        stored.setdefault(path.parent.name, 0.0)
+        stored[path.parent.name] += json.loads(path.read_text())["provenance"]["cpu_s"]
+    assert stored, "no stored results under results/"
+    quoted = {chapter: int(rows.get(chapter, -1)) for chapter in stored}
+    assert quoted == {chapter: round(cpu) for chapter, cpu in stored.items()}, "README cost table (quoted) vs provenance"
+    assert int(rows.get("all", -1)) == round(sum(stored.values())), "README cost table: the 'all' row"

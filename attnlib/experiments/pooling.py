@@ -402,20 +402,27 @@ def check_majority(stored):
 
 
 # ------------------------------------------------------------------ text
+# [CLS] and the mean train ``seeds`` seeds: with 8 (the first full-scale run) neither their average
+# difference nor their spread over seeds was decided; max and attention pooling, whose seeds spread
+# less, train ``side_seeds`` of the same seeds. The rate grid is 1e-2 and 3e-2: in the first
+# full-scale run (base seed 0) 3e-3 lost to 1e-2 for every pooling, by 1.5 to 4.7 points.
 TEXT = {
-    "fast": {"tune_seeds": 0, "seeds": 2, "lrs": [1e-2], "steps": 200, "batch_size": 32, "d_model": 32,
-             "max_len": 32, "vocab_size": 5000, "eval_every": 100, "poolings": ["mean", "cls"]},
-    "full": {"tune_seeds": 2, "seeds": 8, "lrs": [3e-3, 1e-2], "steps": 1000, "batch_size": 32, "d_model": 32,
-             "max_len": 32, "vocab_size": 5000, "eval_every": 200, "poolings": ["cls", "mean", "max", "attention"]},
+    "fast": {"tune_seeds": 0, "seeds": 2, "side_seeds": 2, "lrs": [1e-2], "steps": 200, "batch_size": 32,
+             "d_model": 32, "max_len": 32, "vocab_size": 5000, "eval_every": 100, "poolings": ["mean", "cls"]},
+    "full": {"tune_seeds": 2, "seeds": 32, "side_seeds": 8, "lrs": [1e-2, 3e-2], "steps": 1000, "batch_size": 32,
+             "d_model": 32, "max_len": 32, "vocab_size": 5000, "eval_every": 200,
+             "poolings": ["cls", "mean", "max", "attention"]},
 }
+COMPARED = ("cls", "mean")  # the poolings that train ``seeds`` seeds; the others train ``side_seeds``
 
 
 def run_text(ctx, s):
     """Rotten Tomatoes snippets: each pooling's rate chosen on the validation movies, then fresh seeds."""
     data = movie_reviews(vocab_size=s["vocab_size"], max_len=s["max_len"])
     seeds = ctx.seeds(s["seeds"], offset=20_000)
+    count = {p: s["seeds"] if p in COMPARED else s["side_seeds"] for p in s["poolings"]}
     tune_seeds = ctx.seeds(s["tune_seeds"], offset=30_000) if s["tune_seeds"] else []
-    ctx.expect(s["steps"] * (len(tune_seeds) * len(s["lrs"]) + len(seeds)) * len(s["poolings"]))
+    ctx.expect(s["steps"] * sum(len(tune_seeds) * len(s["lrs"]) + count[p] for p in s["poolings"]))
 
     def fit(pooling, lr, seeds_):
         def unit():
@@ -434,7 +441,7 @@ def run_text(ctx, s):
         tuned = ctx.map({f"tune {p} lr={lr:g}": fit(p, lr, tune_seeds) for p in s["poolings"] for lr in s["lrs"]})
         for p in s["poolings"]:
             chosen[p] = _choose({lr: tuned[f"tune {p} lr={lr:g}"] for lr in s["lrs"]}, s["lrs"])
-    ctx.map({p: fit(p, chosen[p], seeds) for p in s["poolings"]})
+    ctx.map({p: fit(p, chosen[p], seeds[:count[p]]) for p in s["poolings"]})
 
 
 def text_rows(stored):
@@ -442,19 +449,38 @@ def text_rows(stored):
             for sd, a in zip(stored["units"][p]["seeds"], stored["units"][p]["test_acc"])]
 
 
+def text_spread(stored):
+    """[CLS]'s test accuracy spreads more over seeds than the mean's: sd larger and the Brown-Forsythe
+    test of equal spread (Levene's test about the median: robust to a few outlying seeds, unlike the
+    F test) rejects at the 5 % level."""
+    from scipy.stats import levene
+
+    cls, mean = (np.asarray(stored["units"][p]["test_acc"], dtype=float) for p in ("cls", "mean"))
+    sd_cls, sd_mean = float(np.std(cls, ddof=1)), float(np.std(mean, ddof=1))
+    p_value = float(levene(cls, mean, center="median").pvalue)
+    return Verdict(f"text: [CLS]'s test accuracy spreads more over seeds than the mean's: sd {sd_cls:.4f} vs "
+                   f"{sd_mean:.4f} ({sd_cls / sd_mean:.1f}x, {len(cls)} and {len(mean)} seeds), Brown-Forsythe "
+                   f"p = {p_value:.2g} (needs sd larger and p < 0.05)", bool(sd_cls > sd_mean and p_value < 0.05),
+                   {"sd_cls": sd_cls, "sd_mean": sd_mean, "ratio": sd_cls / sd_mean, "p": p_value,
+                    "cls_below_mean_min": int((cls < mean.min()).sum())})
+
+
 def check_text(stored):
     """Real text: the validation curves have levelled off (rose by at most MARGIN over the last fifth of
-    training), and max and attention pooling are within MARGIN of the mean on held-out movies.
+    training); max and attention pooling are within MARGIN of the mean on held-out movies; [CLS]'s seeds
+    spread more than the mean's (``text_spread``, on ``seeds`` seeds of each).
 
-    [CLS] against the mean is not claimed, neither on average (with 8 seeds its paired interval is neither
-    above 0 nor inside the margin; the chapter says what would decide it) nor in its spread over seeds: at
-    base seed 0 [CLS]'s test accuracy was 3.6 times as spread as the mean's (Brown-Forsythe p = 0.004), at
-    base seed 1820001 1.4 times (p = 0.39), so a check of it failed at a fresh base seed."""
+    Not claimed: [CLS] against the mean on average. At base seed 0 (32 seeds) the mean was ahead by
+    1.3 points, 95 % interval [0.2, 2.3], but on only 17 of the 32 seeds: the gap is [CLS]'s worse
+    seeds, which the spread claim describes. (With 8 seeds, the spread claim held at base seed 0 and
+    failed at 1820001, 1.4x, p = 0.39; it is claimed again on 32.)"""
     s = stored["settings"]
     rows = text_rows(stored)
     out = [converged(1 - np.asarray(stored["units"][p]["eval"]), window=0.2, rtol=0, atol=MARGIN, min_share=SHARE,
                      name=f"text, {p}, validation error") for p in s["poolings"]]
     out += [equivalent(rows, "acc", p, "mean", margin=MARGIN) for p in s["poolings"] if p not in ("mean", "cls")]
+    if "cls" in s["poolings"] and "mean" in s["poolings"]:
+        out.append(text_spread(stored))
     return out
 
 
