@@ -26,6 +26,7 @@ from __future__ import annotations
 import ast
 import json
 import math
+import os
 import re
 from dataclasses import dataclass
 
@@ -209,6 +210,53 @@ def verdict(part: Part, printed: list[str], nb, student, statements, broken) -> 
 
 
 # ------------------------------------------------------------------------------ the preprocessors
+def _gradebook_files(db_url: str) -> list:
+    """The gradebook's sqlite file and the journal files sqlite may add beside it."""
+    if not db_url.startswith("sqlite:///"):
+        return []
+    path = db_url[len("sqlite:///"):]
+    return [path, path + "-journal", path + "-wal", path + "-shm"]
+
+
+def _read(path: str) -> bytes | None:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError:
+        return None
+
+
+class GuardGradebook(NbGraderPreprocessor):
+    """Keep a copy of the gradebook's files while the student's notebook runs (placed right
+    before Execute; :class:`Judge` compares after).
+
+    The kernel runs with the teacher's rights, and the gradebook lies a few folders up: a
+    submission that rewrote the gradebook's copy of its graded cells (their hidden tests
+    removed) got every mark for wrong answers, and the change stayed for the students graded
+    after it. Nothing of nbgrader's writes the gradebook while the notebook runs, so any change
+    is the notebook's: the Judge puts the files back and gives that submission no marks."""
+
+    def preprocess(self, nb, resources):
+        files = _gradebook_files(resources["nbgrader"]["db_url"])
+        resources["gradebook_copy"] = {path: _read(path) for path in files}
+        return nb, resources
+
+
+def restore_gradebook(resources) -> bool:
+    """Put the gradebook's files back as :class:`GuardGradebook` found them; True if they had changed."""
+    changed = False
+    for path, before in resources.get("gradebook_copy", {}).items():
+        if _read(path) == before:
+            continue
+        changed = True
+        if before is None:
+            os.remove(path)
+        else:
+            with open(path, "wb") as f:
+                f.write(before)
+    return changed
+
+
 def _error(text: str) -> NotebookNode:
     return NotebookNode(output_type="error", ename="NoMarks", evalue=text,
                         traceback=[f"\x1b[1;31m\u2718 {text}\x1b[0m"])
@@ -223,6 +271,10 @@ class Judge(NbGraderPreprocessor):
 
     def preprocess(self, nb, resources):
         info = resources["nbgrader"]
+        tampered = restore_gradebook(resources)
+        if tampered:
+            self.log.warning("%s: the notebook changed the gradebook while it ran; put back as it was, and no "
+                             "automatic marks for this submission (marked 'needs manual grade')", info["student"])
         with Gradebook(info["db_url"]) as gb:
             cells = {c.name: (c.source, c.locked) for c in gb.find_notebook(info["notebook"], info["assignment"]).source_cells}
         ids = [c.metadata.get("nbgrader", {}).get("grade_id") for c in nb.cells]
@@ -246,6 +298,10 @@ class Judge(NbGraderPreprocessor):
                                        "teacher to look at it."), True
                 problems += [problem] if problem else []
                 unreadable |= unread
+            if tampered:
+                problems = ["this notebook changed the grader's files while it ran (the gradebook), so it gets no "
+                            "automatic marks: your teacher will look at it."]
+                unreadable = True
             # for the teacher: the machinery that code run before this cell uses, and attnlib where no
             # graded function reaches it (there, it is that function's shortcut, judged in its own cell)
             look = [h for s in statements if s.cell < i for h in s.hits

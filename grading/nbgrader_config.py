@@ -15,7 +15,7 @@ from sqlalchemy.exc import SAWarning
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)  # the course's own preprocessors, beside this file
-from judge import Judge, SaveAutoGradesAndFlags  # noqa: E402
+from judge import GuardGradebook, Judge, SaveAutoGradesAndFlags  # noqa: E402
 from nbgrader_fixes import ClearHiddenTestsFromFeedback, OverwriteCellsQuietly  # noqa: E402
 
 c = get_config()  # noqa: F821  (nbgrader provides it)
@@ -26,9 +26,10 @@ c.CourseDirectory.root = HERE
 
 # The marks are decided here, in nbgrader's process, by the Judge, right after nbgrader has run
 # the notebook: the graded cells only print what the students' functions return on hidden
-# inputs (grading/judge.py). This is nbgrader 0.9's list, with the Judge added and
+# inputs (grading/judge.py). This is nbgrader 0.9's list, with the Judge added (and GuardGradebook,
+# which lets it undo a notebook's writes to the gradebook), and
 # SaveAutoGrades replaced by one that also flags what the Judge wants a teacher to look at.
-c.Autograde.autograde_preprocessors = [Execute, Judge, IgnorePattern, ClearMetadataPreprocessor, LimitOutput,
+c.Autograde.autograde_preprocessors = [GuardGradebook, Execute, Judge, IgnorePattern, ClearMetadataPreprocessor, LimitOutput,
                                        SaveAutoGradesAndFlags, AssignLatePenalties, CheckCellMetadata]
 # nbgrader's sanitizing list, with its false alarm on hidden tests silenced (nbgrader_fixes.py),
 # and a graded cell that a student deleted put back and graded (else it scores 0 silently).
