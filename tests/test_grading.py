@@ -113,9 +113,8 @@ ANSWERS = {
         "shortcut": ("from attnlib import MultiHeadAttention\n"
                      "m = MultiHeadAttention(mha.embed_dim, mha.num_heads)\nd = mha.embed_dim\n"
                      "W, b = mha.in_proj_weight, mha.in_proj_bias\n"
-                     "for k, name in enumerate('QKV'):\n"
-                     "    getattr(m, 'W_' + name).data = W[k * d:(k + 1) * d].T.clone()\n"
-                     "    getattr(m, 'b_' + name).data = b[k * d:(k + 1) * d].clone()\n"
+                     "for k, (W_k, b_k) in enumerate([(m.W_Q, m.b_Q), (m.W_K, m.b_K), (m.W_V, m.b_V)]):\n"
+                     "    W_k.data, b_k.data = W[k * d:(k + 1) * d].T.clone(), b[k * d:(k + 1) * d].clone()\n"
                      "m.W_O.data, m.b_O.data = mha.out_proj.weight.T.clone(), mha.out_proj.bias.clone()\n"
                      "return m(x)", "uses attnlib"),
         "shortcut-torch": ("return mha(x, x, x, need_weights=False)[0]", "runs the module it is given"),
@@ -622,6 +621,37 @@ def test_make_assignment_will_not_rebuild_over_submissions(course):
     assert "submissions are in" in str(info.value)
 
 
+def test_a_notebook_that_rewrites_the_gradebook_gets_nothing(course):
+    """The kernel runs with the teacher's rights: a notebook that strips the hidden tests from
+    the gradebook's copy of its graded cells, then answers wrongly, scored every mark before
+    grading/judge.py's GuardGradebook, and the next student's grading ran without hidden tests.
+    Now the gradebook is put back, the submission gets 0 on every graded cell, flagged."""
+    from nbgrader.api import Gradebook
+
+    path, results, _ = course
+    chapter = next(iter(results))
+    nb = nbformat.from_dict(json.loads(json.dumps(results[chapter]["release"])))
+    tamper = ("import sqlite3\ncon = sqlite3.connect('../../../gradebook.db')\n"
+              "con.execute(\"update source_cell set source = replace(source, 'BEGIN HIDDEN TESTS', 'begin')\")\n"
+              "con.commit()\n")
+    for cell in nb.cells:
+        if cell.cell_type == "code" and STUB.search(cell.source):
+            cell.source = tamper + STUB.sub(lambda m: m.group("indent") + "return None", cell.source)
+            tamper = ""
+    out = path / "submitted" / "intruder" / chapter
+    out.mkdir(parents=True)
+    nbformat.write(nb, out / f"{chapter}.ipynb")
+    log = []
+    run([NBGRADER, "autograde", chapter, "--student", "intruder"], path, log)
+    assert "changed the gradebook" in log[0], log[0][-3000:]
+    with Gradebook(f"sqlite:///{path / 'gradebook.db'}") as gb:
+        grades = [g for g in gb.find_submission_notebook(chapter, chapter, "intruder").grades if g.cell_type == "code"]
+        assert grades and all(g.score == 0 and g.needs_manual_grade for g in grades), \
+            [(g.name, g.score, g.needs_manual_grade) for g in grades]
+        cells = gb.find_notebook(chapter, chapter).source_cells
+        assert any("BEGIN HIDDEN TESTS" in c.source for c in cells), "the gradebook was left without hidden tests"
+
+
 # --------------------------------------------------------------------------------------
 # The grader's pieces, without nbgrader (fast)
 # --------------------------------------------------------------------------------------
@@ -640,6 +670,20 @@ def test_the_scan_lists_the_notebooks_machinery():
     assert {"get_ipython", "events", "_getframe", "f_back", "f_locals", "globals", "eval", "__import__",
             "%load_ext", "importlib"} <= found, found
     assert not any(h.library for s in statements for h in s.hits) and not broken
+
+
+def test_the_scan_lists_detours_by_name_strings_and_modules():
+    """A shortcut reached through a string (``getattr``, ``__dict__``, ``pkgutil.resolve_name``), a
+    module that loads code or writes files (``runpy``, ``sqlite3``, ``os``) or ``open``: each scored
+    full marks unflagged before the scan listed them (one autograded attempt each, chapter 5)."""
+    statements, _ = _scan(
+        "F = torch.nn.functional\ndef f(x, q):\n    return getattr(F, 'scaled_dot_' + 'product_attention')(q, x, x)\n",
+        "def g(x, q):\n    return torch.nn.functional.__dict__['scaled_dot_product_attention'](q, x, x)\n",
+        "import pkgutil\ndef h(x, q):\n    return pkgutil.resolve_name('attn' + 'lib.pooling:AttentionPooling')\n",
+        "import runpy, sqlite3, os\ntext = open('../../../references.py').read()\n",
+        forbidden=["scaled_dot_product_attention"])
+    found = {h.what for s in statements for h in s.hits}
+    assert {"getattr", "__dict__", "pkgutil", "runpy", "sqlite3", "os", "open"} <= found, found
 
 
 def test_the_scan_does_not_accuse_innocent_code():
