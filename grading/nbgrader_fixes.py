@@ -9,7 +9,8 @@
   gets a cell id, without which nbformat warns.
 * :class:`ClearHiddenTestsFromFeedback`: nbconvert's HTML exporter sets
   ``display_data_priority`` on every preprocessor, which ``ClearHiddenTests`` does not declare
-  configurable; declared here, ``generate_feedback`` prints no warning about it.
+  configurable; declared here, ``generate_feedback`` prints no warning about it. And it reads
+  the locked cells only: a student's cell that quotes nbgrader's marker no longer stops it.
 """
 from nbgrader.preprocessors import ClearHiddenTests, OverwriteCells
 from traitlets import List
@@ -51,6 +52,15 @@ class OverwriteCellsQuietly(OverwriteCells):
 
 
 class ClearHiddenTestsFromFeedback(ClearHiddenTests):
-    """ClearHiddenTests, with the trait nbconvert sets declared."""
+    """ClearHiddenTests, with the trait nbconvert sets declared, on the locked cells only.
+
+    A student's own cell that mentions nbgrader's marker (``BEGIN HIDDEN TESTS`` in a string,
+    as in a submission that tried to rewrite the gradebook) stopped ``generate_feedback`` for
+    that student ("No end hidden tests statement found"); hidden tests live in locked cells."""
 
     display_data_priority = List().tag(config=True)
+
+    def preprocess_cell(self, cell, resources, cell_index):
+        if not cell.metadata.get("nbgrader", {}).get("locked"):
+            return cell, resources
+        return super().preprocess_cell(cell, resources, cell_index)

@@ -650,6 +650,8 @@ def test_a_notebook_that_rewrites_the_gradebook_gets_nothing(course):
             [(g.name, g.score, g.needs_manual_grade) for g in grades]
         cells = gb.find_notebook(chapter, chapter).source_cells
         assert any("BEGIN HIDDEN TESTS" in c.source for c in cells), "the gradebook was left without hidden tests"
+    # its answer cell quotes nbgrader's marker: the feedback is made all the same (nbgrader_fixes.py)
+    run([NBGRADER, "generate_feedback", chapter, "--student", "intruder"], path)
 
 
 # --------------------------------------------------------------------------------------
