@@ -402,22 +402,27 @@ def check_majority(stored):
 
 
 # ------------------------------------------------------------------ text
-# [CLS] and the mean train ``seeds`` seeds: with 8 (the first full-scale run) neither their average
-# difference nor their spread over seeds was decided; max and attention pooling, whose seeds spread
-# less, train ``side_seeds`` of the same seeds. The rate grid is 1e-2 and 3e-2: in the first
-# full-scale run (base seed 0) 3e-3 lost to 1e-2 for every pooling, by 1.5 to 4.7 points.
+# Every pooling is read at each seed's best validation checkpoint (early stopping, as one would train
+# a text classifier): the mean-pooled models start to overfit within 1,000 steps while some [CLS]
+# seeds are still learning, so a fixed end point would compare them at different stages. [CLS] and
+# the mean train ``seeds`` seeds (with 8 neither their difference nor their spread was decided; at
+# 1,000 steps on 32 the gap was [CLS]'s slow seeds); max and attention pooling, whose seeds spread
+# less, train ``side_seeds`` of the same seeds. Rates 3e-3 and 1e-2: at 3e-2 [CLS] scored no better
+# than the majority class (base seed 0, two tuning seeds) and every other pooling lost to 1e-2.
 TEXT = {
     "fast": {"tune_seeds": 0, "seeds": 2, "side_seeds": 2, "lrs": [1e-2], "steps": 200, "batch_size": 32,
              "d_model": 32, "max_len": 32, "vocab_size": 5000, "eval_every": 100, "poolings": ["mean", "cls"]},
-    "full": {"tune_seeds": 2, "seeds": 32, "side_seeds": 8, "lrs": [1e-2, 3e-2], "steps": 1000, "batch_size": 32,
+    "full": {"tune_seeds": 2, "seeds": 32, "side_seeds": 8, "lrs": [3e-3, 1e-2], "steps": 2000, "batch_size": 32,
              "d_model": 32, "max_len": 32, "vocab_size": 5000, "eval_every": 200,
              "poolings": ["cls", "mean", "max", "attention"]},
 }
 COMPARED = ("cls", "mean")  # the poolings that train ``seeds`` seeds; the others train ``side_seeds``
+TEXT_CLS_VERDICT = None  # what [CLS] against the mean is claimed to be: set from the run at base seed 0
 
 
 def run_text(ctx, s):
-    """Rotten Tomatoes snippets: each pooling's rate chosen on the validation movies, then fresh seeds."""
+    """Rotten Tomatoes snippets: each pooling's rate chosen on the validation movies (best checkpoint),
+    then fresh seeds; validation and test accuracy at every evaluation."""
     data = movie_reviews(vocab_size=s["vocab_size"], max_len=s["max_len"])
     seeds = ctx.seeds(s["seeds"], offset=20_000)
     count = {p: s["seeds"] if p in COMPARED else s["side_seeds"] for p in s["poolings"]}
@@ -428,12 +433,21 @@ def run_text(ctx, s):
         def unit():
             build = lambda: TextClassifier(pooling, 2, s["d_model"], 2, 1, vocab_size=s["vocab_size"],  # noqa: E731
                                            max_len=s["max_len"])
+            test_log = []  # test accuracy at each evaluation, seed after seed (the order of ``evaluate``'s calls)
+
+            def evaluate(m):
+                test_log.append(accuracy(m, data.X_test, data.y_test))
+                return accuracy(m, data.X_val, data.y_val)
+
             models, h = ctx.train(build, (data.X_train, data.y_train), seeds=seeds_, steps=s["steps"], lr=lr,
-                                  batch_size=s["batch_size"], eval_every=s["eval_every"],
-                                  evaluate=lambda m: accuracy(m, data.X_val, data.y_val))
-            return {"seeds": seeds_, "lr": lr, "eval_step": h.eval_step, "eval": h.eval, "val_acc": h.eval[:, -1],
+                                  batch_size=s["batch_size"], eval_every=s["eval_every"], evaluate=evaluate)
+            test_eval = np.asarray(test_log).reshape(len(h.eval_step), len(seeds_)).T  # (seeds, evaluations)
+            best = np.asarray(h.eval).argmax(1)  # each seed's best validation checkpoint (the first, if tied)
+            return {"seeds": seeds_, "lr": lr, "eval_step": h.eval_step, "eval": h.eval, "test_eval": test_eval,
+                    "best_step": [int(h.eval_step[i]) for i in best],
+                    "val_acc": np.asarray(h.eval).max(1), "test_acc": test_eval[np.arange(len(seeds_)), best],
                     "val_loss": [_loss(m, data.X_val, data.y_val) for m in models],
-                    "test_acc": [accuracy(m, data.X_test, data.y_test) for m in models]}
+                    "test_acc_end": test_eval[:, -1]}
         return unit
 
     chosen = {p: s["lrs"][0] for p in s["poolings"]}
@@ -445,8 +459,19 @@ def run_text(ctx, s):
 
 
 def text_rows(stored):
+    """Evidence rows: each seed's test accuracy at its best validation checkpoint."""
     return [{"config": p, "seed": sd, "acc": a} for p in stored["settings"]["poolings"]
             for sd, a in zip(stored["units"][p]["seeds"], stored["units"][p]["test_acc"])]
+
+
+def text_cls_vs_mean(stored):
+    """[CLS] against the mean on held-out movies, paired by seed, decided by the book's rules:
+    ``{"equivalent": ..., "mean better": ..., "cls better": ...}`` verdicts (margin MARGIN, fixed
+    before the run; "better" needs the interval above 0 and a lead on SHARE of the seeds)."""
+    rows = text_rows(stored)
+    return {"equivalent": equivalent(rows, "acc", "cls", "mean", margin=MARGIN),
+            "mean better": better(rows, "acc", "mean", "cls", min_share=SHARE),
+            "cls better": better(rows, "acc", "cls", "mean", min_share=SHARE)}
 
 
 def text_spread(stored):
@@ -466,21 +491,16 @@ def text_spread(stored):
 
 
 def check_text(stored):
-    """Real text: the validation curves have levelled off (rose by at most MARGIN over the last fifth of
-    training); max and attention pooling are within MARGIN of the mean on held-out movies; [CLS]'s seeds
-    spread more than the mean's (``text_spread``, on ``seeds`` seeds of each).
-
-    Not claimed: [CLS] against the mean on average. At base seed 0 (32 seeds) the mean was ahead by
-    1.3 points, 95 % interval [0.2, 2.3], but on only 17 of the 32 seeds: the gap is [CLS]'s worse
-    seeds, which the spread claim describes. (With 8 seeds, the spread claim held at base seed 0 and
-    failed at 1820001, 1.4x, p = 0.39; it is claimed again on 32.)"""
+    """Real text, every pooling read at each seed's best validation checkpoint: the validation curves
+    have levelled off (rose by at most MARGIN over the last fifth of training); max and attention
+    pooling are within MARGIN of the mean; [CLS] against the mean is what TEXT_CLS_VERDICT says."""
     s = stored["settings"]
     rows = text_rows(stored)
     out = [converged(1 - np.asarray(stored["units"][p]["eval"]), window=0.2, rtol=0, atol=MARGIN, min_share=SHARE,
                      name=f"text, {p}, validation error") for p in s["poolings"]]
     out += [equivalent(rows, "acc", p, "mean", margin=MARGIN) for p in s["poolings"] if p not in ("mean", "cls")]
-    if "cls" in s["poolings"] and "mean" in s["poolings"]:
-        out.append(text_spread(stored))
+    if "cls" in s["poolings"] and "mean" in s["poolings"] and TEXT_CLS_VERDICT:
+        out.append(text_cls_vs_mean(stored)[TEXT_CLS_VERDICT])
     return out
 
 
