@@ -417,7 +417,11 @@ TEXT = {
              "poolings": ["cls", "mean", "max", "attention"]},
 }
 COMPARED = ("cls", "mean")  # the poolings that train ``seeds`` seeds; the others train ``side_seeds``
-TEXT_CLS_VERDICT = None  # what [CLS] against the mean is claimed to be: set from the run at base seed 0
+# What [CLS] against the mean is claimed to be, a key of ``text_cls_vs_mean``: set from the run at base
+# seed 0, where the paired interval was +0.005 to +0.013, inside the 2-point margin fixed beforehand.
+# It also lay above 0, but that edge moves with each pooling's rate choice (two tuning seeds), so the
+# null claim is the one made.
+TEXT_CLS_VERDICT = "equivalent"
 
 
 def run_text(ctx, s):
@@ -472,22 +476,6 @@ def text_cls_vs_mean(stored):
     return {"equivalent": equivalent(rows, "acc", "cls", "mean", margin=MARGIN),
             "mean better": better(rows, "acc", "mean", "cls", min_share=SHARE),
             "cls better": better(rows, "acc", "cls", "mean", min_share=SHARE)}
-
-
-def text_spread(stored):
-    """[CLS]'s test accuracy spreads more over seeds than the mean's: sd larger and the Brown-Forsythe
-    test of equal spread (Levene's test about the median: robust to a few outlying seeds, unlike the
-    F test) rejects at the 5 % level."""
-    from scipy.stats import levene
-
-    cls, mean = (np.asarray(stored["units"][p]["test_acc"], dtype=float) for p in ("cls", "mean"))
-    sd_cls, sd_mean = float(np.std(cls, ddof=1)), float(np.std(mean, ddof=1))
-    p_value = float(levene(cls, mean, center="median").pvalue)
-    return Verdict(f"text: [CLS]'s test accuracy spreads more over seeds than the mean's: sd {sd_cls:.4f} vs "
-                   f"{sd_mean:.4f} ({sd_cls / sd_mean:.1f}x, {len(cls)} and {len(mean)} seeds), Brown-Forsythe "
-                   f"p = {p_value:.2g} (needs sd larger and p < 0.05)", bool(sd_cls > sd_mean and p_value < 0.05),
-                   {"sd_cls": sd_cls, "sd_mean": sd_mean, "ratio": sd_cls / sd_mean, "p": p_value,
-                    "cls_below_mean_min": int((cls < mean.min()).sum())})
 
 
 def check_text(stored):
