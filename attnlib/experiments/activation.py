@@ -283,8 +283,9 @@ CLAIMS = (
     + [(6, name, SHARED, "lower") for name in (P1, "ReLU on the stream")]
 )
 #: The ReLU's own cost in the learner's proposals: each proposal against post-LN, the block it adds a ReLU to,
-#: as (depth, proposal, measure), own rates; claim "lower" (post-LN ahead, as above).
-RELU_COST = [(d, name, "speed") for d in (2, 6) for name in (P1, P2)]
+#: as (depth, proposal, measure), own rates; claim "lower" (post-LN ahead, as above). Proposal 1's at 2 blocks
+#: is not claimed: at base seed 2000001 post-LN was ahead by +0.010 [+0.002, +0.018] on only 11 of 16 seeds.
+RELU_COST = [(2, P2, "speed")] + [(6, name, "speed") for name in (P1, P2)]
 #: How a gap changes with depth, (variant, measure, claim): "grows" (the gap to pre-LN is larger at 6 blocks
 #: than at 2: paired interval of gap(2) - gap(6) above 0, on >= 75 % of the seeds) or "same" (gap(6) - gap(2)
 #: within MARGIN). Speed over the common window, so both depths are read over the same steps.
