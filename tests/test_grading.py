@@ -745,6 +745,26 @@ def test_the_judge_compares_as_a_teacher_would():
     assert "an int, not a bool" in judge.compare(plain(True), 1, count)
 
 
+def test_every_hidden_input_tells_the_count_mistakes_apart():
+    """The count's mistakes that the self-check names score 0 whatever seed a class draws.
+
+    Drawn with a random seed per class, kv == h on all five hidden inputs happened in a CI run:
+    the count that gives every head its own K/V then scored full marks."""
+    import references
+    import torch
+    from attnlib.counting import mha_parameter_count
+
+    ref = references.reference("check_parameter_count")
+    mistakes = [lambda d, h, kv: mha_parameter_count(d, h, num_kv_heads=kv, bias=False)["total"],
+                lambda d, h, kv: mha_parameter_count(d, h)["total"],
+                lambda d, h, kv: 4 * d * d * h + 4 * d]
+    for seed in range(2000):
+        g = torch.Generator().manual_seed(seed)
+        cases = [ref.inputs(g) for _ in range(ref.trials)]
+        for mistake in mistakes:
+            assert any(mistake(*c) != ref.function(*c) for c in cases), (seed, cases)
+
+
 def test_chapter_3s_references_are_the_self_checks():
     """grading/references.py writes chapter 3's two references out; their checkers agree."""
     import references
