@@ -151,9 +151,11 @@ VARIANTS = {  # name: TransformerBlock switches
 }
 
 PLACEMENTS = {
-    "fast": {"seeds": 12, "depths": [2], "lrs": [1e-2], "vocab": 6, "steps": 300, "warmup": 15,
+    # the 90-second budget: no plain post-LN, and 8 seeds (12 took the notebook to 96 s of CPU in CI; at 8,
+    # base seeds 0 and 1810001 kept every live claim with its interval clear of the bound)
+    "fast": {"seeds": 8, "depths": [2], "lrs": [1e-2], "vocab": 6, "steps": 300, "warmup": 15,
              "eval_every": 30, "batch_size": 32,
-             "variants": {k: v for k, v in VARIANTS.items() if k != "post-LN"}},  # the 90-second budget
+             "variants": {k: v for k, v in VARIANTS.items() if k != "post-LN"}},
     # 2 blocks train longer: at 400 steps the standard 2-block model still gained 1 to 2 points of held-out
     # accuracy in the last fifth of training on 5 of 12 seeds (base seed 0), so it was not read at its plateau.
     "full": {"seeds": 16, "depths": [2, 6], "lrs": [3e-3, 1e-2, 3e-2], "vocab": 6, "steps": {"2": 600, "6": 400},
