@@ -194,9 +194,12 @@ def check_recall(stored):
     """The chapter's conclusions on the full-scale recall runs (section 3 and the 1/n section).
 
     Softmax recalls more than each alternative (sigmoid too, by less than the 2-point margin, which is
-    also asserted) and reaches 90 % sooner; at the training length ReLU/n recalls more than plain ReLU,
-    the claim of the 1/n section. At twice the length only the 2-point margin is asserted for the
-    difference between the two ReLUs' losses; the chapter reports its direction and size as measured.
+    also asserted) and reaches 90 % sooner than ReLU/n and sigmoid; at the training length ReLU/n
+    recalls more than plain ReLU, the claim of the 1/n section. At twice the length only the 2-point
+    margin is asserted for the difference between the two ReLUs' losses; the chapter reports its
+    direction and size as measured. Plain ReLU's speed is reported, not claimed: it is its rate's.
+    At base seed 2200001 its tuning preferred 3e-2 by 2 points, and there it reached 90 % before
+    softmax did at 1e-2 (at seeds 0 and 2000001, at softmax's rate, it was slower).
     """
     acc, speed, length = rows(stored), speed_rows(stored), length_rows(stored)
     M = stored["settings"]["num_pairs"]
@@ -207,7 +210,7 @@ def check_recall(stored):
     verdicts.append(better(acc, "accuracy", "softmax", "sigmoid"))
     verdicts.append(equivalent(acc, "accuracy", "sigmoid", "softmax", margin=MARGIN))
     verdicts.append(better(acc, "accuracy", "relu", "relu_plain"))  # the 1/n, at the training length
-    for name in ("relu_plain", "relu", "sigmoid"):
+    for name in ("relu", "sigmoid"):
         verdicts.append(better(speed, "steps to 90%", name, "softmax"))
     verdicts.append(equivalent(length, "loss at 2x", "relu_plain", "relu", margin=MARGIN))  # ... at twice it
     verdicts.append(equivalent(length, "accuracy", f"softmax @ {2 * M}", f"softmax @ {M}", margin=MARGIN))
