@@ -5,6 +5,8 @@
 - :func:`equivalent`  a null claim, "A and B do not differ by more than ``margin``": the whole
                       paired 95 % interval lies inside (-margin, +margin). The margin is chosen
                       before looking, for what matters, and stated in the text.
+- :func:`not_worse`   a one-sided null claim, "A is not worse than B by ``margin`` or more": the
+                      paired 95 % interval's lower end lies above -margin (A may be better).
 - :func:`converged`   a trained model is read at its plateau: over the last part of training
                       the loss no longer falls by more than a small amount.
 - :func:`reached`     a level claim, "every seed scores at least ``level``".
@@ -99,6 +101,23 @@ def equivalent(rows, value, a, b, *, margin, by="config", pair="seed"):
     claim = (f"{a} ~ {b} on {value} within +-{margin:g}: diff {num['diff']:+.3f}, "
              f"95% CI [{num['lo']:+.3f}, {num['hi']:+.3f}]")
     return Verdict(claim, bool(holds), num)
+
+
+def not_worse(rows, value, a, b, *, margin, by="config", pair="seed"):
+    """One-sided null claim: ``a`` is not worse than ``b`` on ``value`` by ``margin`` or more.
+
+    Holds when the lower end of the paired 95 % t-interval of ``a - b`` lies above ``-margin``;
+    ``a`` may be better by any amount. Use it where being better does not change the conclusion
+    (and say so), as :func:`equivalent` would fail on a decided lead.
+    """
+    if not margin > 0:
+        raise ValueError(f"margin must be positive, got {margin}")
+    diffs = paired(rows, value, a, b, by=by, pair=pair)
+    num = _interval(diffs)
+    num["margin"] = margin
+    claim = (f"{a} not worse than {b} on {value} by {margin:g}: diff {num['diff']:+.3f}, "
+             f"95% CI [{num['lo']:+.3f}, {num['hi']:+.3f}] (needs lower end above {-margin:+g})")
+    return Verdict(claim, bool(num["lo"] > -margin), num)
 
 
 def converged(history, *, window=0.2, rtol=0.05, atol=0.01, min_share=1.0, name="training"):

@@ -119,3 +119,15 @@ def test_learning_curves_plots_loss_and_eval():
     learning_curves(ax, {"b": h, "a": h}, colors={"a": "red", "b": "blue"})
     assert [line.get_color() for line in ax.get_lines()] == ["blue", "red"]
     plt.close("all")
+
+
+def test_not_worse_is_one_sided():
+    """A decided lead is not worse; a decided deficit beyond the margin is; a noisy tie is not decided."""
+    lead = [{"config": c, "seed": i, "acc": 0.9 + (0.05 if c == "A" else 0) + 0.001 * (i % 3)}
+            for i in range(8) for c in ("A", "B")]
+    assert evidence.not_worse(lead, "acc", "A", "B", margin=0.02)
+    assert not evidence.equivalent(lead, "acc", "A", "B", margin=0.02)
+    assert not evidence.not_worse(lead, "acc", "B", "A", margin=0.02)
+    rng = np.random.default_rng(0)
+    noisy = [{"config": c, "seed": i, "acc": float(rng.normal(0.9, 0.2))} for i in range(4) for c in ("A", "B")]
+    assert not evidence.not_worse(noisy, "acc", "A", "B", margin=0.02)
