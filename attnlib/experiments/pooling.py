@@ -410,9 +410,10 @@ def majority_leads(stored):
 def check_majority(stored):
     """At convergence: the 8x curves have levelled off (the 8x validation error fell by at most MARGIN,
     4 of the 200 validation sequences, over the last fifth of training), every pooling fits 16 tokens,
-    the mean is ahead of [CLS] and of the GRU head at 8x, and its lead over [CLS] did not shrink from
-    the short runs to the end by as much as the issue reported (ISSUE_SHRINK). The GRU head against
-    [CLS] is not claimed."""
+    the mean is ahead of [CLS] at 8x, and its lead over [CLS] did not shrink from the short runs to the
+    end by as much as the issue reported (ISSUE_SHRINK). The GRU head is not ranked: at base seed 0 the
+    mean led it (+0.033 [+0.003, +0.062], ahead on 18 of 24 seeds), at base seed 2200001 they were level (-0.003
+    [-0.033, +0.026], 17 of 24)."""
     s = stored["settings"]
     out = []
     for p in s["poolings"]:
@@ -421,8 +422,8 @@ def check_majority(stored):
                              name=f"majority, {p}, 8x validation error"))
         out.append(reached(u["test_acc n=16"], HELD, min_share=SHARE, name=f"majority, {p}, n=16"))
     rows = majority_rows(stored)
-    for other in [p for p in ("cls", "rnn") if p in s["poolings"]]:
-        out.append(better(rows, "acc", "mean", other))
+    if "cls" in s["poolings"]:
+        out.append(better(rows, "acc", "mean", "cls"))
         out[-1].claim = f"majority at 8x after {s['steps']} steps: " + out[-1].claim
     if s["short_steps"]:
         out.append(equivalent(majority_leads(stored), "lead", "short", "long", margin=ISSUE_SHRINK))
