@@ -195,3 +195,20 @@ def test_capacity_readers_join_seed_halves_and_compare_at_one_budget():
     assert histories["linear d_k=16"].eval.shape == (4, 10) and histories["linear d_k=16"].loss.shape == (4, 1)
     with pytest.raises(KeyError):
         xp.capacity_arm(stored, "linear", 64)
+
+
+def test_recall_plateau_reads_the_average_over_seeds_and_counts_seeds_separately():
+    from attnlib.experiments import softmax_alternatives as xp
+    # two seeds that swing 10 to 20 points in opposite phase: flat on average; seed by seed, the one whose
+    # last quarter happens to sit high reads as still rising
+    swing = np.array([[0.9, 0.9, 0.9, 0.9, 0.85, 0.95, 0.85, 0.95, 0.80, 1.00, 0.80, 1.00],
+                      [0.9, 0.9, 0.9, 0.9, 0.95, 0.85, 0.95, 0.85, 1.00, 0.80, 1.00, 0.80]])
+    assert xp.plateau(swing, "swing").holds
+    rising = swing + np.linspace(0, 0.03, 12)  # the average rises 3 x 0.03 / 11 = 0.8 points a quarter
+    assert not xp.plateau(rising, "rising").holds
+    assert xp.plateau(rising, "rising").numbers["rise"] == pytest.approx(3 * 0.03 / 11, abs=1e-5)
+    still_learning = np.array([[0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.92, 0.94]])  # a single seed, still rising
+    assert not xp.plateau(still_learning, "one").holds
+    assert xp.seeds_at_plateau(swing, "swing").numbers["converged"] == "1/2"
+    with pytest.raises(ValueError):
+        xp.plateau(swing[0], "one dimension")
