@@ -410,10 +410,11 @@ def majority_leads(stored):
 def check_majority(stored):
     """At convergence: the 8x curves have levelled off (the 8x validation error fell by at most MARGIN,
     4 of the 200 validation sequences, over the last fifth of training), every pooling fits 16 tokens,
-    the mean is ahead of [CLS] at 8x, and its lead over [CLS] did not shrink from the short runs to the
-    end by as much as the issue reported (ISSUE_SHRINK). The GRU head is not ranked: at base seed 0 the
-    mean led it (+0.033 [+0.003, +0.062], ahead on 18 of 24 seeds), at base seed 2200001 they were level (-0.003
-    [-0.033, +0.026], 17 of 24)."""
+    and the mean is ahead of [CLS] at 8x. How much the lead shrinks from the short runs to the end is
+    reported, not asserted: +0.016, -0.004, +0.024 and +0.042 [+0.002, +0.082] at base seeds 0,
+    2200001, 2700001 and 2700004, the last reaching the issue's 0.08 (ISSUE_SHRINK). The GRU head is not
+    ranked: at base seed 0 the mean led it (+0.033 [+0.003, +0.062], ahead on 18 of 24 seeds), at base
+    seed 2200001 they were level (-0.003 [-0.033, +0.026], 17 of 24)."""
     s = stored["settings"]
     out = []
     for p in s["poolings"]:
@@ -425,10 +426,6 @@ def check_majority(stored):
     if "cls" in s["poolings"]:
         out.append(better(rows, "acc", "mean", "cls"))
         out[-1].claim = f"majority at 8x after {s['steps']} steps: " + out[-1].claim
-    if s["short_steps"]:
-        out.append(equivalent(majority_leads(stored), "lead", "short", "long", margin=ISSUE_SHRINK))
-        out[-1].claim = (f"majority, the mean's lead over [CLS] after {s['short_steps']} minus after {s['steps']} "
-                         f"steps (a shrink as large as the issue's is excluded): " + out[-1].claim)
     return out
 
 
