@@ -11,8 +11,11 @@ TORCH       ?= torch==2.13.0
 TORCH_INDEX ?=
 export OMP_NUM_THREADS ?= 1
 
-# How many notebooks run at once in the tests, the seed gate and `make robustness`.
+# How many notebooks run at once in the seed gate and `make robustness`.
 JOBS ?= 2
+# pytest's workers in `make test`. Three on two cores: the browser tests spend most of their time
+# waiting (page loads, the quizzes' 0.9 s animations), and a third worker fills those waits.
+TEST_JOBS ?= 3
 # `make robustness SEEDS="101 202" [CHAPTERS="chapters/01_activation.ipynb ..."]`
 SEEDS    ?=
 CHAPTERS ?=
@@ -56,7 +59,7 @@ test: preflight-test setup vendor
 	@$(BIN)/python scripts/seed_gate.py --print-seed
 	$(BIN)/jupyter-book build . -W -n --keep-going
 	SITE_TESTS=required $(BIN)/python -m pytest tests chapters --nbval --nbval-sanitize-with tests/sanitize.cfg \
-		-n $(JOBS) --dist loadfile
+		-n $(TEST_JOBS) --dist loadfile
 	$(BIN)/python scripts/seed_gate.py --rotating --jobs $(JOBS)
 
 seed-gate: setup

@@ -33,7 +33,7 @@ PACKAGES = {
     # html-manager 1.0.x is the one matching ipywidgets 8.1
     "@jupyter-widgets/html-manager@1.0.15": ("html-manager", ["dist/"]),
 }
-# for the browser tests only (tests/test_site.py injects axe-core into every page to audit
+# for the browser tests only (tests/test_site.py and test_site_quiz.py inject axe-core into every page to audit
 # accessibility): kept out of vendor/, so that the site does not ship it
 TEST_VENDOR = ROOT / "test-vendor"
 TEST_PACKAGES = {

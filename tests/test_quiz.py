@@ -3,7 +3,7 @@
 Every question file has the shape jupyterquiz expects (a type, the right answer
 marked, feedback on every answer), every wrong answer points to a section that
 exists, and show_quiz displays a file deterministically, or says clearly what is
-wrong with it. The browser tests of the rendered quizzes are in test_site.py.
+wrong with it. The browser tests of the rendered quizzes are in test_site_quiz.py.
 """
 import json
 import re
