@@ -6,8 +6,11 @@
                    average; with a fixed embedding the 1/n asks for a larger learning rate
                    (the fixed mean and sum at 128 tokens also run over a wide grid of rates)
 ``needle_length``  length extrapolation: trained at 16 tokens, tested at 16 to 128; every
-                   pooling at every rate of a grid on 20 seeds; each pooling's rate chosen on
-                   8 of them (validation at 128 tokens), compared on the other 12
+                   pooling at every rate of a grid: one block with [CLS] or the mean on 20
+                   seeds, the rate chosen on 8 of them (validation at 128 tokens) and
+                   compared on the other 12; the poolings without attention on 12 seeds and
+                   the GRU head on 8 (the tuning seeds), each rate chosen on validation of
+                   the same seeds whose test accuracy is reported
 ``majority``       the most frequent of four tokens, read at convergence: [CLS], mean and a GRU
                    head after one block, each at its own rate, with the 8x learning curves
 ``text``           Rotten Tomatoes snippets, fresh or rotten: [CLS], mean, max and attention
