@@ -1,8 +1,8 @@
 """Full-scale results: the stored files are fresh and their conclusions hold; the machinery works.
 
 The first test is the staleness check of ``make test``: for every experiment of
-attnlib.experiments, the stored file's settings equal the code's and the first steps of its
-first training run, retrained on two seeds, give the stored losses again; then the chapter's
+attnlib.experiments, the stored file's settings equal the code's and, in every unit, the first
+steps of its first training run, retrained on two seeds, give the stored loss again; then the chapter's
 conclusions (the experiment's check function) hold on the stored data.
 """
 import dataclasses
@@ -137,6 +137,55 @@ def test_fresh_passes_then_catches_a_changed_setting_and_a_changed_experiment(mo
     monkeypatch.setattr(sys.modules[__name__], "_toy_data", lambda seed: original(seed + 1))
     verdict = results.fresh(TOY, stored)
     assert not verdict.holds and "gives other losses" in verdict.claim
+
+
+def _toy_run_with_summary(ctx, s, lr_of=lambda width: 5e-2):
+    """TOY plus a unit that trains nothing (it summarises the others), with a rate per width."""
+    seeds = ctx.seeds(s["seeds"])
+
+    def fit(width):
+        def unit():
+            build = lambda: torch.nn.Sequential(torch.nn.Linear(4, width), torch.nn.ReLU(), torch.nn.Linear(width, 3))
+            models, _ = ctx.train(build, _toy_data, seeds=seeds, steps=s["steps"], lr=lr_of(width), batch_size=16)
+            X, y = _toy_data(999)
+            return {"accuracy": [float((m(X).argmax(1) == y).float().mean()) for m in models]}
+        return unit
+
+    runs = ctx.map({f"width {w}": fit(w) for w in s["widths"]})
+    ctx.unit("best", lambda: {"width": max(runs, key=lambda k: np.mean(runs[k]["accuracy"]))})
+
+
+def test_fresh_checks_every_unit_not_only_the_first():
+    toy = dataclasses.replace(TOY, run=_toy_run_with_summary)
+    stored = results.run(toy, scale="full", seed=0, progress=False)
+    verdict = results.fresh(toy, stored)
+    assert verdict.holds and verdict.numbers["units"] == 3, verdict.claim
+    # only the second unit's rate changes: the first unit still matches, the second does not
+    changed = dataclasses.replace(toy, run=lambda ctx, s: _toy_run_with_summary(ctx, s, lambda w: 5e-2 if w == 8 else 6e-2))
+    verdict = results.fresh(changed, stored)
+    assert not verdict.holds and verdict.numbers["stale"] == ["width 16"], verdict.numbers
+    # a unit that trains nothing is re-run whole: a stored record that no longer matches is stale
+    tampered = json.loads(json.dumps(stored))
+    tampered["units"]["best"]["width"] = "width 99"
+    verdict = results.fresh(toy, tampered)
+    assert not verdict.holds and verdict.numbers["stale"] == ["best"] and "re-running it whole" in verdict.claim
+    # a unit the stored file lacks, or a stored unit the code no longer runs
+    missing = json.loads(json.dumps(stored))
+    del missing["units"]["width 16"]
+    assert "not in the stored file" in results.fresh(toy, missing).claim
+    assert "no longer runs" in results.fresh(TOY, {**stored, "units": {**stored["units"]}}).claim
+
+
+def test_map_cost_changes_the_order_of_work_not_the_numbers():
+    def run_map(ctx, s, cost=None):
+        seeds = ctx.seeds(s["seeds"])
+        ctx.map({f"width {w}": (lambda w=w: _fit_toy(ctx, seeds, s, w)) for w in s["widths"]}, cost=cost)
+
+    plain = results.run(dataclasses.replace(TOY, run=run_map), scale="full", seed=2, jobs=2, progress=False)
+    costed = results.run(dataclasses.replace(TOY, run=lambda ctx, s: run_map(ctx, s, {"width 8": 1, "width 16": 2})),
+                         scale="full", seed=2, jobs=2, progress=False)
+    assert list(costed["units"]) == ["width 8", "width 16"]
+    assert costed["units"] == plain["units"]
 
 
 
