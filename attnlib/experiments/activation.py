@@ -86,7 +86,8 @@ def run_mlp(ctx, s):
                     "accuracy": [accuracy(m, *test) for m in models]}
         return unit
 
-    runs = ctx.map({f"{arm} lr={lr:g}": fit(arm, lr) for arm in s["arms"] for lr in s["lrs"]})
+    runs = ctx.map({f"{arm} lr={lr:g}": fit(arm, lr) for arm in s["arms"] for lr in s["lrs"]},
+                   cost={f"{arm} lr={lr:g}": s["steps"][arm] * MLP_ARMS[arm][0] for arm in s["arms"] for lr in s["lrs"]})
     ctx.unit("chosen", lambda: {arm: max(s["lrs"], key=lambda lr: (np.mean(runs[f"{arm} lr={lr:g}"]["val plateau"]), -lr))
                                 for arm in s["arms"]})
 
@@ -202,7 +203,8 @@ def run_placements(ctx, s):
             return out
         return unit
 
-    runs = ctx.map({key(L, lr, name): fit(L, lr, name) for L, lr, name in keys})
+    runs = ctx.map({key(L, lr, name): fit(L, lr, name) for L, lr, name in keys},
+                   cost={key(L, lr, name): L * steps_at(s, L) for L, lr, name in keys})
 
     def choose():
         if len(s["lrs"]) == 1:
@@ -268,13 +270,16 @@ BRANCH_SLOWER = ("pre-activation", P2, "ReLU on Q/K/V")  # a ReLU on what a sub-
 #: own rates (10/16 and 11/16 seeds), proposal 1 less accurate (interval reaching 0, also against post-LN),
 #: post-LN's gap growing with depth, proposal 1 failing at 2 blocks and 3e-2 (1/16 seeds) and within the
 #: margin at 2 blocks at the shared rates (-1.6 [-2.2, -1.0]). The ReLU on Q/K/V and on the stream are
-#: claimed at the shared rates, where both runs decide them on >= 15/16 seeds.
+#: claimed at the shared rates, where both runs decide them on >= 15/16 seeds. At 2 blocks two more claims at
+#: own rates were dropped after a re-run of base seed 0 on another CPU kind (the same seeds; float rounding differs
+#: in the last digits, and both blocks had chosen 3e-2, where training amplifies it most): the ReLU on the stream
+#: within MARGIN of pre-LN on speed (-0.005 [-0.016, +0.007] here, -0.011 [-0.021, -0.001] there) and the ReLU on
+#: Q/K/V slower (13/16 seeds here, 11/16 there). Both stay claimed at the shared rates.
 CLAIMS = (
     # own rates
-    [(2, name, "speed", "same") for name in ("post-LN", "ReLU on the stream", "ReLU after attention")]
+    [(2, name, "speed", "same") for name in ("post-LN", "ReLU after attention")]
     + [(6, "ReLU after attention", "speed", "same")]
     + [(d, name, "speed", "lower") for d in (2, 6) for name in ("pre-activation", P2)]
-    + [(2, "ReLU on Q/K/V", "speed", "lower")]
     + [(6, name, "speed", "lower") for name in ("post-LN", P1)]
     + [(2, name, "accuracy", "same") for name in VARIANTS if name != "pre-LN"]
     + [(6, name, "accuracy", "same") for name in ("ReLU after attention", "ReLU on the stream", P2, "ReLU on Q/K/V")]

@@ -104,7 +104,8 @@ def run_identity(ctx, s):
                     "accuracy": h.eval[:, -LAST:].mean(1), "speed": h.eval.mean(1)}
         return unit
 
-    ctx.map({f"{m['name']} | {arm}": fit(m, arm) for m in s["models"] for arm in ARMS})
+    ctx.map({f"{m['name']} | {arm}": fit(m, arm) for m in s["models"] for arm in ARMS},
+            cost={f"{m['name']} | {arm}": m["steps"] * m["layers"] for m in s["models"] for arm in ARMS})
 
 
 # --------------------------------------------------------------- reading a stored run
@@ -174,8 +175,12 @@ FAIL_LEVEL = 0.95
 RATES = {
     "fast": {"seeds": 4, "lrs": RATE_GRID, "model": MODELS[0], "d_model": 16, "length": 8, "train_size": 4000,
              "test_size": 500, "batch_size": 32, "evals": 25},
-    "full": {"seeds": 24, "lrs": RATE_GRID, "model": MODELS[0], "d_model": 16, "length": 8, "train_size": 4000,
-             "test_size": 500, "batch_size": 32, "evals": 25},
+    # top_seeds: at the largest rate the standard block and W_O = I train on more seeds (the first `seeds` of them
+    # shared with W_V = W_O = I). W_O = I's end point there swings with how many of its seeds fall back to about
+    # 94 %: on 24 seeds it was equivalent at base seed 0 here (4 fell back) and not decided on the same seeds on
+    # another CPU kind (2 fell back, deeper), +0.013 [-0.004, +0.029]; so its end point is read on 48.
+    "full": {"seeds": 24, "top_seeds": 48, "lrs": RATE_GRID, "model": MODELS[0], "d_model": 16, "length": 8,
+             "train_size": 4000, "test_size": 500, "batch_size": 32, "evals": 25},
 }
 
 
@@ -184,15 +189,24 @@ def rate_key(lr: float, arm: str) -> str:
 
 
 def run_rates(ctx, s):
-    """Train every arm of the first model at every rate of the grid on the same seeds (as ``identity`` trains it)."""
+    """Train every arm of the first model at every rate of the grid on the same seeds (as ``identity`` trains it);
+    at the largest rate the standard block and W_O = I on ``top_seeds`` seeds (when set), the first ones shared."""
     seeds = ctx.seeds(s["seeds"])
+    top_seeds = ctx.seeds(s["top_seeds"]) if s.get("top_seeds") else seeds
+    top = max(s["lrs"])
     model = s["model"]
     steps = model["steps"]
-    ctx.expect(steps * len(ARMS) * len(s["lrs"]) * len(seeds))
+
+    def seeds_for(arm, lr):
+        return top_seeds if lr == top and arm != "W_V = W_O = I" else seeds
+
+    ctx.expect(steps * sum(len(seeds_for(arm, lr)) for lr in s["lrs"] for arm in ARMS))
     data = lookup_data(model, s, ctx.base_seed)
     X, y = data["test"]
 
     def fit(arm, lr):
+        seeds = seeds_for(arm, lr)
+
         def unit():
             _, h = ctx.train(lambda: build(arm, model, s["d_model"], s["length"]), data["train"], seeds=seeds,
                              steps=steps, lr=lr, batch_size=s["batch_size"], warmup_steps=steps // 20,
@@ -202,7 +216,8 @@ def run_rates(ctx, s):
                     "accuracy": h.eval[:, -LAST:].mean(1), "speed": h.eval.mean(1)}
         return unit
 
-    ctx.map({rate_key(lr, arm): fit(arm, lr) for lr in s["lrs"] for arm in ARMS})
+    ctx.map({rate_key(lr, arm): fit(arm, lr) for lr in s["lrs"] for arm in ARMS},
+            cost={rate_key(lr, arm): len(seeds_for(arm, lr)) for lr in s["lrs"] for arm in ARMS})
 
 
 def rate_unit(stored, lr: float, arm: str) -> dict:
@@ -252,11 +267,11 @@ def rate_verdicts(stored) -> dict:
             rows = rate_rows(stored, lr, value)
             for arm in ARMS[1:]:
                 v = decide(rows, value, arm, what=f"lr {lr:g}: ")
-                n = len(rate_unit(stored, lr, arm)["seeds"])
-                v.numbers["failures"] = {a: f"{failures(stored, lr, a)}/{n}" for a in ("standard", arm)}
+                n = {a: len(rate_unit(stored, lr, a)["seeds"]) for a in ("standard", arm)}
+                v.numbers["failures"] = {a: f"{failures(stored, lr, a)}/{n[a]}" for a in ("standard", arm)}
                 if value == "accuracy":
-                    v.claim += (f"; end point < {FAIL_LEVEL:g} on {failures(stored, lr, 'standard')}/{n} seeds "
-                                f"(standard) and {failures(stored, lr, arm)}/{n} ({arm})")
+                    v.claim += (f"; end point < {FAIL_LEVEL:g} on {failures(stored, lr, 'standard')}/{n['standard']} "
+                                f"seeds (standard) and {failures(stored, lr, arm)}/{n[arm]} ({arm})")
                 out[lr, arm, value] = v
     return out
 
@@ -277,11 +292,11 @@ def check_rates(stored):
 def stalls(stored) -> Verdict:
     """At the largest rate: W_V = W_O = I ends below FAIL_LEVEL on >= 1/4 of the seeds, the standard block on none."""
     top = max(stored["settings"]["lrs"])
-    n = len(rate_unit(stored, top, "standard")["seeds"])
+    n, n_std = (len(rate_unit(stored, top, a)["seeds"]) for a in ("W_V = W_O = I", "standard"))
     arm, std = failures(stored, top, "W_V = W_O = I"), failures(stored, top, "standard")
     return Verdict(f"lr {top:g}: W_V = W_O = I ends below {FAIL_LEVEL:g} on {arm}/{n} seeds (needs >= a quarter), "
-                   f"the standard block on {std}/{n} (needs none)", 4 * arm >= n and std == 0,
-                   {"W_V = W_O = I": arm, "standard": std, "seeds": n})
+                   f"the standard block on {std}/{n_std} (needs none)", 4 * arm >= n and std == 0,
+                   {"W_V = W_O = I": arm, "standard": std, "seeds": n, "standard seeds": n_std})
 
 
 EXPERIMENTS = [
