@@ -60,8 +60,11 @@ MLP = {
     "fast": {"seeds": 8, "lrs": [1e-2], "vocab": 16, "arms": ["with MLP", "no MLP"],
              "steps": {"with MLP": 600, "no MLP": 600, "no MLP, d_model = 28": 600},
              "warmup": 40, "eval_every": 50, "batch_size": 32},
+    # the wider block stops at 2,500 steps (4,000 until 2026-12-07, to bring the chapter's full-scale runs under 10
+    # minutes): at base seed 0 its validation plateau at both usable rates was within 0.1 point of the one at
+    # 4,000 steps, and its plateau check held on 11 of 12 seeds
     "full": {"seeds": 12, "lrs": [3e-3, 1e-2, 3e-2], "vocab": 16, "arms": list(MLP_ARMS),
-             "steps": {"with MLP": 1500, "no MLP": 4000, "no MLP, d_model = 28": 4000},
+             "steps": {"with MLP": 1500, "no MLP": 4000, "no MLP, d_model = 28": 2500},
              "warmup": 40, "eval_every": 100, "batch_size": 32},
 }
 LAST = 5  # a run's plateau accuracy: the mean of its last 5 evaluations
