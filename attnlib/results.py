@@ -430,7 +430,7 @@ def fresh(experiment, stored: dict, *, log_points: int = 1) -> Verdict:
     first = "first logged loss" if log_points == 1 else f"first {log_points} logged losses"
     return Verdict(f"{experiment.id}: fresh (settings equal; in each of {trained} units the {first} of its first "
                    f"training run, retrained on 2 seeds, equals the stored one to {FRESH_RTOL:g}; "
-                   f"{len(ctx.slices) - trained} units that train nothing re-run whole and equal)", True, numbers)
+                   f"{len(ctx.slices) - trained} unit(s) that train nothing re-run whole and equal)", True, numbers)
 
 
 # ------------------------------------------------------------------ helpers
