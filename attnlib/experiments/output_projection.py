@@ -177,8 +177,8 @@ RATES = {
              "test_size": 500, "batch_size": 32, "evals": 25},
     # top_seeds: at the largest rate the standard block and W_O = I train on more seeds (the first `seeds` of them
     # shared with W_V = W_O = I). W_O = I's end point there swings with how many of its seeds fall back to about
-    # 94 %: on 24 seeds it was equivalent at base seed 0 here (4 fell back) and not decided on the same seeds on
-    # another CPU kind (2 fell back, deeper), +0.013 [-0.004, +0.029]; so its end point is read on 48.
+    # 94 %: on 24 seeds it was equivalent at base seed 0 here (4 ended below 0.95) and not decided on the same seeds
+    # on another CPU kind (2 below 0.95, lower), +0.013 [-0.004, +0.029]; so its end point is read on 48.
     "full": {"seeds": 24, "top_seeds": 48, "lrs": RATE_GRID, "model": MODELS[0], "d_model": 16, "length": 8,
              "train_size": 4000, "test_size": 500, "batch_size": 32, "evals": 25},
 }
@@ -243,7 +243,7 @@ def decide(rows, value: str, arm: str, *, what: str = ""):
     :func:`attnlib.evidence.equivalent`); else *standard higher* or *<arm> higher* (the interval on one side
     of 0 and that arm higher on >= 3/4 of the seeds, :func:`attnlib.evidence.better`). The verdict holds when
     one of them does, and says which (``numbers["outcome"]``; ``numbers["standard higher"]`` also tells
-    whether an equivalent difference has its interval above 0). It fails when 24 seeds decide none of them.
+    whether an equivalent difference has its interval above 0). It fails when the seeds decide none of them.
     """
     same = equivalent(rows, value, "standard", arm, margin=MARGIN)
     ahead = better(rows, value, "standard", arm)
