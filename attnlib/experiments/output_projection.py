@@ -14,6 +14,7 @@
               without W_O tolerate the rates the standard block tolerates? The runs at 1e-2 repeat
               the ladder's first model (same seeds, data and settings).
 """
+import math
 from functools import lru_cache
 
 import numpy as np
@@ -290,13 +291,31 @@ def check_rates(stored):
 
 
 def stalls(stored) -> Verdict:
-    """At the largest rate: W_V = W_O = I ends below FAIL_LEVEL on >= 1/4 of the seeds, the standard block on none."""
+    """At the largest rate: W_V = W_O = I ends below FAIL_LEVEL on >= 1/4 of its seeds, and on more of them than the
+    standard block: on the seeds both arms ran, of those where exactly one of the two ends below FAIL_LEVEL, W_V = W_O = I
+    is that one more often than chance allows (one-sided sign test, p < 0.05). Until 2026-12-07 the standard block had
+    to fail on none; at base seed 3200000 one of its seeds ended at 0.935 (W_V = W_O = I: 20 of 24)."""
     top = max(stored["settings"]["lrs"])
-    n, n_std = (len(rate_unit(stored, top, a)["seeds"]) for a in ("W_V = W_O = I", "standard"))
-    arm, std = failures(stored, top, "W_V = W_O = I"), failures(stored, top, "standard")
-    return Verdict(f"lr {top:g}: W_V = W_O = I ends below {FAIL_LEVEL:g} on {arm}/{n} seeds (needs >= a quarter), "
-                   f"the standard block on {std}/{n_std} (needs none)", 4 * arm >= n and std == 0,
-                   {"W_V = W_O = I": arm, "standard": std, "seeds": n, "standard seeds": n_std})
+    wv, std = rate_unit(stored, top, "W_V = W_O = I"), rate_unit(stored, top, "standard")
+    std_acc = dict(zip(std["seeds"], std["accuracy"]))
+    fails_wv = [a < FAIL_LEVEL for a in wv["accuracy"]]
+    fails_std = [std_acc[seed] < FAIL_LEVEL for seed in wv["seeds"]]
+    only_wv = sum(a and not b for a, b in zip(fails_wv, fails_std))
+    only_std = sum(b and not a for a, b in zip(fails_wv, fails_std))
+    p = one_sided_sign_test(only_wv, only_std)
+    n, arm = len(wv["seeds"]), sum(fails_wv)
+    return Verdict(f"lr {top:g}: W_V = W_O = I ends below {FAIL_LEVEL:g} on {arm}/{n} seeds (needs >= a quarter), the "
+                   f"standard block on {sum(fails_std)} of the same seeds; only W_V = W_O = I on {only_wv}, only the "
+                   f"standard block on {only_std}: one-sided sign test p = {p:.2g} (needs < 0.05)",
+                   4 * arm >= n and p < 0.05,
+                   {"W_V = W_O = I": arm, "standard": sum(fails_std), "seeds": n, "p": p})
+
+
+def one_sided_sign_test(k: int, m: int) -> float:
+    """P(at least ``k`` of ``k + m`` fair coin flips land one way): the chance that, if each discordant seed were
+    equally likely to fail on either arm, ``k`` or more of them would fail on the first."""
+    n = k + m
+    return float(sum(math.comb(n, i) for i in range(k, n + 1)) / 2 ** n) if n else 1.0
 
 
 EXPERIMENTS = [
