@@ -282,8 +282,8 @@ def check_rates(stored):
     except W_V = W_O = I's end point at the largest rate, where its seeds either learn the table or stall
     well below it, so the mean difference swings with how many stall (+0.25 at base seed 0, +0.07 at base
     seed 1820001, where the standard block was ahead on only 17 of 24 seeds and that comparison failed to
-    be decided). There the claim is the count: W_V = W_O = I ends below FAIL_LEVEL on at least a quarter
-    of the seeds, the standard block on none."""
+    be decided). There the claim is :func:`stalls`: W_V = W_O = I ends below FAIL_LEVEL on at least a quarter
+    of its seeds, and on more of them than the standard block (a sign test on the seeds both ran)."""
     top = max(stored["settings"]["lrs"])
     out = [v for (lr, arm, value), v in rate_verdicts(stored).items()
            if not (lr == top and arm == "W_V = W_O = I" and value == "accuracy")]
