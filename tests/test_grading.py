@@ -517,11 +517,50 @@ def test_autograding_one_submission_is_fast(course):
     assert not slow, f"autograding takes more than 30 s of CPU per submission: {slow}"
 
 
+KERNEL_SHUTDOWN_RACE = re.compile(
+    r"ERROR:tornado\.general:Uncaught exception in ZMQStream callback\n"
+    r"Traceback \(most recent call last\):\n"
+    r"(?:  .*\n)*?"  # the frames, indented
+    r"  File \"[^\"]*ipykernel/kernelbase\.py\", line \d+, in _publish_status_and_flush\n"
+    r"(?:  .*\n)*?"
+    r"zmq\.error\.ZMQError: Socket operation on non-socket\n")
+
+
+def without_kernel_shutdown_race(log):
+    """``log`` without ipykernel's shutdown race, which nbgrader's kernels print now and then.
+
+    When a kernel is shut down, its control handler publishes "idle" while the IOPub socket is
+    being closed, and tornado logs the ENOTSOCK error as an uncaught exception (ipykernel's
+    pull request 1518 catches it in ``_really_send`` but not in ``schedule``, where CI met it
+    with ipykernel 7.4.0). It comes after the notebook has been graded and changes no mark. Only
+    that traceback is removed: its frames must pass through ``_publish_status_and_flush`` and
+    end in that ZMQError; any other traceback stays and fails the test below.
+    """
+    return KERNEL_SHUTDOWN_RACE.sub("", log)
+
+
+def test_the_kernel_shutdown_race_is_the_only_traceback_forgiven():
+    race = ("ERROR:tornado.general:Uncaught exception in ZMQStream callback\n"
+            "Traceback (most recent call last):\n"
+            '  File "/v/zmq/eventloop/zmqstream.py", line 585, in _log_error\n'
+            "    f.result()\n"
+            '  File "/v/ipykernel/kernelbase.py", line 718, in _publish_status_and_flush\n'
+            "    self._publish_status(status, channel, parent)\n"
+            '  File "zmq/backend/cython/_zmq.py", line 190, in zmq.backend.cython._zmq._check_rc\n'
+            "zmq.error.ZMQError: Socket operation on non-socket\n")
+    assert without_kernel_shutdown_race(f"a\n{race}b\n") == "a\nb\n"
+    other = race.replace("Socket operation on non-socket", "Resource temporarily unavailable")
+    assert "Traceback" in without_kernel_shutdown_race(f"a\n{other}b\n")
+    elsewhere = race.replace("_publish_status_and_flush", "execute_request")
+    assert "Traceback" in without_kernel_shutdown_race(f"a\n{elsewhere}b\n")
+
+
 def test_nbgrader_says_nothing_a_teacher_should_not_see(course):
     """No warning from generate_assignment or autograde but those a teacher must see: a student
     changed a locked check cell (nbgrader restores it), deleted a graded cell (nbgrader puts it
     back), or wrote code that the judge flags for a look."""
     path, results, log = course
+    log = without_kernel_shutdown_race(log)
     for noise in ("cannot be converted", "does not understand", "is not absolute", "code cell inside a solution",
                   "Alternative text", "Traceback", "without encryption"):
         assert noise not in log, f"nbgrader's output says {noise!r}:\n{log[log.find(noise) - 2000:][:3000]}"
