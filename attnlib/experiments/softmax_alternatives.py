@@ -34,8 +34,10 @@ LEVEL = 0.9  # speed: steps to reach 90 % held-out accuracy
 RECALL = {
     "fast": {"seeds": 6, "lrs": [1e-2], "tune_seeds": 0, "num_pairs": 12, "d_model": 16, "steps": 500,
              "warmup": 80, "eval_every": 25, "batch_size": 32, "train_size": 2000},
-    # 8 tuning seeds: they also carry the speed claim at matched rates (4 left plain ReLU's rate a coin flip)
-    "full": {"seeds": 32, "lrs": [3e-3, 1e-2, 3e-2], "tune_seeds": 8, "num_pairs": 12, "d_model": 16, "steps": 1200,
+    # 8 tuning seeds: they also carry the speed claim at matched rates (4 left plain ReLU's rate a coin flip).
+    # 1600 steps, not 1200: at base seed 3200000 plain ReLU's seed-averaged accuracy rose by 0.51 points
+    # from the third quarter of 1200 steps to the last, past TOLERANCE (changed after seeing it)
+    "full": {"seeds": 32, "lrs": [3e-3, 1e-2, 3e-2], "tune_seeds": 8, "num_pairs": 12, "d_model": 16, "steps": 1600,
              "warmup": 80, "eval_every": 50, "batch_size": 32, "train_size": 2000},
 }
 
@@ -243,7 +245,7 @@ def check_recall(stored):
     """
     acc, speed, length = rows(stored), matched_speed_rows(stored), length_rows(stored)
     M = stored["settings"]["num_pairs"]
-    # sigmoid is read after the run's 1200 steps, not at a plateau: it still creeps up by 0.2 to 0.4 points
+    # sigmoid is read after the run's steps, not at a plateau: it still creeps up by 0.2 to 0.4 points
     # a quarter at every base seed tried, so its plateau is reported, not asserted
     verdicts = [plateau(stored["units"][name]["eval"], name) for name in COMPARED if name != "sigmoid"]
     verdicts.append(reached([r["accuracy"] for r in acc if r["config"] == "softmax"], 0.95, name="softmax"))
