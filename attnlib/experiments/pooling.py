@@ -66,7 +66,7 @@ def _needle_build(pooling, blocks, vocab, fixed=False, max_len=None):
 
 # ------------------------------------------------------------------ needle_loss
 NEEDLE_LOSS = {
-    "fast": {"seeds": 4, "fixed_seeds": 4, "lrs": [3e-2], "block_lrs": [1e-2], "steps": 400, "batch_size": 64, "train_size": 4000,
+    "fast": {"seeds": 4, "fixed_seeds": 8, "lrs": [3e-2], "block_lrs": [1e-2], "steps": 400, "batch_size": 64, "train_size": 4000,
              "val_size": 300, "test_size": 400, "lengths": [16, 128], "block_lengths": [],
              "poolings": ["mean", "attention"], "block_poolings": ["mean", "cls"],
              "conditions": {"learned": [16, False], "fixed": [16, True]}, "wide_lrs": [], "wide_poolings": []},
