@@ -246,20 +246,22 @@ def seeds_at_plateau(curve, name, tolerance=TOLERANCE):
 def check_recall(stored):
     """The chapter's conclusions on the full-scale recall runs (section 3 and the 1/n section).
 
-    Every arm is at its plateau (read on the average over seeds). Softmax recalls more than each alternative (than sigmoid,
-    on average: the gap is about a point, small next to the seeds' spread); at the same
-    rate it reaches 90 % sooner than each (the tuning runs, where every normaliser trains on the same
-    seeds at every rate: speed at the chosen rates would compare rates too, since a larger rate can buy
-    an alternative softmax's speed); at the training length ReLU/n is not worse than plain ReLU by the
-    2-point margin (the claim of the 1/n section; its lead of 1 to 2 points is reported, not claimed);
-    each final rate is the one :func:`choose_rate` picks from the stored tuning runs. Reported, not asserted: sigmoid's gap against the 2-point margin, and which
-    ReLU loses more at twice the length (both reached past the margin at base seed 2400001; ReLU/n lost
-    more at every base seed tried, but at 2000001 the interval included 0).
+    Every arm is at its plateau (read on the average over seeds). Softmax recalls more than each
+    alternative (than sigmoid, on average: the gap is about a point, small next to the seeds' spread);
+    at the same rate it reaches 90 % sooner than each (the tuning runs, where every normaliser trains on
+    the same seeds at every rate: speed at the chosen rates would compare rates too, since a larger rate
+    can buy an alternative softmax's speed); at the training length ReLU/n is not worse than plain ReLU
+    by the 2-point margin (the claim of the 1/n section; its lead of 1 to 2 points is reported, not
+    claimed); each final rate is the one :func:`choose_rate` picks from the stored tuning runs.
+    Reported, not asserted: sigmoid's gap against the 2-point margin, and which ReLU loses more at twice
+    the length (both reached past the margin at base seed 2400001; ReLU/n lost more at every base seed
+    tried, but at 2000001 the interval included 0).
     """
     acc, speed, length = rows(stored), matched_speed_rows(stored), length_rows(stored)
     M = stored["settings"]["num_pairs"]
     # every arm at its plateau, sigmoid included since the runs train 1600 steps: at 1200 it still rose
-    # 0.2 to 0.4 points a quarter at every base seed, at 1600 by 0.1 to 0.4 (inside TOLERANCE) at the seven runs stored before it was asserted
+    # 0.2 to 0.4 points a quarter at every base seed; at 1600, by 0.1 to 0.4 (inside TOLERANCE) in the
+    # seven runs stored before it was asserted
     verdicts = [plateau(stored["units"][name]["eval"], name) for name in COMPARED]
     verdicts.append(reached([r["accuracy"] for r in acc if r["config"] == "softmax"], 0.95, name="softmax"))
     verdicts.append(better(acc, "accuracy", "softmax", "relu_plain"))
@@ -267,12 +269,13 @@ def check_recall(stored):
     sigmoid_gap = better(acc, "accuracy", "softmax", "sigmoid", min_share=0.5)  # about a point: small next to
     sigmoid_gap.claim = "on average (at least half the seeds): " + sigmoid_gap.claim  # the seeds' spread
     verdicts.append(sigmoid_gap)
-    # the 1/n at the training length: no cost that matters (its lead, 1 to 2 points, is reported: at 1600 steps its
-    # interval reached below 0 at base seeds 3200000 and 3500000 with 32 seeds and at 3700000 with 48)
+    # the 1/n at the training length: no cost that matters (its lead, 1 to 2 points, is reported: at 1600
+    # steps its interval reached below 0 at base seeds 3200000 and 3500000 with 32 seeds, 3700000 with 48)
     verdicts.append(not_worse(acc, "accuracy", "relu", "relu_plain", margin=MARGIN))
     if any(key.startswith("tune ") for key in stored["units"]):  # full scale: each rate follows choose_rate
         for name in COMPARED:
-            rule = choose_rate({lr: stored["units"][f"tune {name} lr={lr:g}"] for lr in stored["settings"]["lrs"]}, name)
+            tuned = {lr: stored["units"][f"tune {name} lr={lr:g}"] for lr in stored["settings"]["lrs"]}
+            rule = choose_rate(tuned, name)
             verdicts.append(Verdict(f"{name}'s rate {stored['units'][name]['lr']:g} is the best of the grid at its "
                                     f"plateau on the tuning seeds ({rule:g})", stored["units"][name]["lr"] == rule,
                                     {"chosen": stored["units"][name]["lr"], "rule": rule}))
